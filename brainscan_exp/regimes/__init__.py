@@ -1,0 +1,7 @@
+"""Training regimes: how a classifier is fitted from the labelled fold and the unlabelled pool."""
+
+from brainscan_exp.regimes.base import FoldData, Regime, TrainContext
+from brainscan_exp.regimes.estimator import EstimatorRegime
+from brainscan_exp.regimes.lightning import PseudoLabelRegime, SupervisedRegime
+
+__all__ = ["EstimatorRegime", "FoldData", "PseudoLabelRegime", "Regime", "SupervisedRegime", "TrainContext"]

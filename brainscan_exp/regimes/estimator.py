@@ -1,0 +1,29 @@
+"""Regimes whose classifier is a scikit-learn estimator on the embeddings: the linear probe, kNN,
+self-training and label spreading. Semi-supervised estimators get the pool with ``y = -1``."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import clone
+
+from brainscan_exp.regimes.base import FoldData, Regime, TrainContext
+
+
+class EstimatorRegime(Regime):
+    def __init__(self, estimator, semi_supervised: bool = False, name: str = "estimator"):
+        self.estimator = estimator
+        self.semi_supervised = semi_supervised
+        self.name = name
+
+    def fit(self, data: FoldData, ctx: TrainContext) -> "EstimatorRegime":
+        if ctx.finetune != "frozen":
+            raise ValueError(f"regime {self.name} works on cached embeddings: set regime.finetune=frozen")
+        X, y = data.semi_supervised_view() if self.semi_supervised else (data.X_train, data.y_train)
+        self.estimator_ = clone(self.estimator).fit(X, y)
+        if self.semi_supervised and hasattr(self.estimator_, "transduction_"):
+            pool = np.asarray(self.estimator_.transduction_)[len(data.X_train):]
+            ctx.log({"pseudo/n_labelled_pool": float((pool >= 0).sum()), "pseudo/cancer_share": float((pool == 1).mean())})
+        return self
+
+    def predict_proba(self, X: np.ndarray, paths=None) -> np.ndarray:
+        return self.estimator_.predict_proba(X)[:, 1]
