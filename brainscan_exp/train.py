@@ -17,7 +17,7 @@ import pandas as pd
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import MLFlowLogger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from brainscan_exp.data.catalogue import Catalogue
 from brainscan_exp.data.layout import CLASS_NAMES
@@ -27,7 +27,7 @@ from brainscan_exp.evaluation.figures import plot_confusion_matrix, plot_roc_cur
 from brainscan_exp.models.backbones import Backbone
 from brainscan_exp.preprocessing import ImageTransform
 from brainscan_exp.regimes.base import FoldData, TrainContext
-from brainscan_exp.tracking.mlflow_run import MlflowRun, flatten_params, git_commit
+from brainscan_exp.tracking.mlflow_run import MlflowRun, flatten_params, git_commit, resolved_job_config
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def sweep_tag(cfg: DictConfig) -> str:
         hc = HydraConfig.get()
     except ValueError:
         return "none"
-    return str(hc.sweep.dir) if hc.mode.name == "MULTIRUN" else "single-run"
+    return str(hc.sweep.dir) if getattr(hc.mode, "name", None) == "MULTIRUN" else "single-run"
 
 
 def embed_catalogue(cfg: DictConfig, catalogue: Catalogue, backbone: Backbone, model) -> tuple[dict, dict, object]:
@@ -74,7 +74,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     }
     with MlflowRun(cfg.logger.tracking_uri, cfg.logger.experiment_name, cfg.logger.run_name, tags) as tracker:
         tracker.log_config(cfg)
-        resolved = OmegaConf.to_container(cfg, resolve=True)
+        resolved = resolved_job_config(cfg)
         tracker.log_params(flatten_params({k: resolved[k] for k in KEY_PARAMS if k in resolved}))
 
         model = backbone.build()  # fails fast, with the offline choices, before any data work

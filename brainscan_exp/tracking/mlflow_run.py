@@ -49,6 +49,13 @@ def flatten_params(cfg: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def resolved_job_config(cfg: DictConfig) -> dict:
+    """The job's config, resolved, without Hydra's own node (which only resolves inside a job)."""
+    container = OmegaConf.to_container(cfg, resolve=False)
+    container.pop("hydra", None)
+    return OmegaConf.to_container(OmegaConf.create(container), resolve=True)
+
+
 def git_commit(root: str | Path) -> str:
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
@@ -102,4 +109,5 @@ class MlflowRun:
         self.client.log_artifact(self.run_id, str(path), artifact_path)
 
     def log_config(self, cfg: DictConfig) -> None:
-        self.client.log_text(self.run_id, OmegaConf.to_yaml(cfg, resolve=True), "config/config.yaml")
+        """The full resolved job config (Hydra's own node aside) as ``config/config.yaml``."""
+        self.client.log_text(self.run_id, OmegaConf.to_yaml(resolved_job_config(cfg)), "config/config.yaml")

@@ -1,0 +1,65 @@
+"""Weights: packaged offline files, local checkpoints (timm / torchvision format), and a clear
+failure when the hub cannot be reached."""
+
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+import torchvision
+
+from brainscan_exp.models import backbones
+from brainscan_exp.models.backbones import Backbone, WeightsUnavailableError
+
+
+def test_offline_lite_weights_load_strictly():
+    model = Backbone("tf_efficientnet_lite0").build().eval()
+    fresh = Backbone("tf_efficientnet_lite0", weights="none").build()
+    assert Backbone.digest(model) != Backbone.digest(fresh)
+    with torch.inference_mode():
+        assert model(torch.zeros(1, 3, 224, 224)).shape == (1, 1280)
+
+
+def test_lite_preprocessing_comes_from_timm():
+    cfg = Backbone("tf_efficientnet_lite0").data_config
+    assert cfg["mean"] == (0.5, 0.5, 0.5) and cfg["std"] == (0.5, 0.5, 0.5)
+    assert cfg["interpolation"] == "bicubic" and cfg["crop_pct"] == 0.875
+    assert Backbone("resnet18", weights="none").data_config["mean"] == pytest.approx((0.485, 0.456, 0.406))
+
+
+def test_adapt_conv_sums_the_stem():
+    rgb = Backbone("tf_efficientnet_lite0").build()
+    grey = Backbone("tf_efficientnet_lite0", grey_mode="adapt_conv").build()
+    assert grey.conv_stem.weight.shape[1] == 1
+    torch.testing.assert_close(grey.conv_stem.weight, rgb.conv_stem.weight.sum(1, keepdim=True))
+
+
+def test_no_hub_fails_fast_with_offline_choices(monkeypatch):
+    monkeypatch.setattr(backbones, "hub_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(Backbone, "_hub_cache_file", staticmethod(lambda model: None))
+    with pytest.raises(WeightsUnavailableError) as err:
+        Backbone("resnet18").build()
+    message = str(err.value)
+    assert "backbone.weights=none" in message and "tf_efficientnet_lite0" in message and "checkpoint" in message
+
+
+def test_local_timm_checkpoint(tmp_path):
+    source = timm.create_model("resnet18", pretrained=False)
+    torch.save({"state_dict": source.state_dict()}, tmp_path / "r18.pth")
+    model = Backbone("resnet18", weights=str(tmp_path / "r18.pth")).build()
+    torch.testing.assert_close(model.conv1.weight, source.conv1.weight)
+
+
+def test_local_torchvision_checkpoint(tmp_path):
+    source = torchvision.models.resnet18(weights=None)
+    torch.save(source.state_dict(), tmp_path / "tv.pth")
+    model = Backbone("resnet18", weights=str(tmp_path / "tv.pth")).build()
+    torch.testing.assert_close(model.layer4[1].conv2.weight, source.layer4[1].conv2.weight)
+
+
+def test_wrong_checkpoint_is_explained(tmp_path):
+    torch.save({"foo.weight": torch.zeros(3)}, tmp_path / "bad.pth")
+    with pytest.raises(WeightsUnavailableError, match="do not fit resnet18"):
+        Backbone("resnet18", weights=str(tmp_path / "bad.pth")).build()
+    with pytest.raises(WeightsUnavailableError, match="does not exist"):
+        Backbone("resnet18", weights=str(tmp_path / "missing.pth")).build()
