@@ -11,7 +11,7 @@ log = logging.getLogger(__name__)
 
 def run_task(cfg: DictConfig) -> float | None:
     if cfg.task == "train":
-        from brainscan_exp.train import run
+        from brainscan_exp.stages.train import run
 
         metrics = run(cfg)
     elif cfg.task == "features":

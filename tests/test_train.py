@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from brainscan_exp.train import run
+from brainscan_exp.stages.train import run
 
 
 def _only_run(cfg):

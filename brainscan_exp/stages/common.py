@@ -1,0 +1,96 @@
+"""What every stage starts with: the backbone, the dataset catalogue and its cached embeddings."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from brainscan_exp.data.catalogue import Catalogue
+from brainscan_exp.features.store import EmbeddingStore
+from brainscan_exp.models.backbones import Backbone
+from brainscan_exp.preprocessing import MRIPreprocess
+from brainscan_exp.tracking.mlflow_run import MlflowRun, flatten_params, git_commit, resolved_job_config
+
+log = logging.getLogger(__name__)
+
+KEY_PARAMS = ("dataset", "backbone", "preprocess", "regime", "clusterer", "model", "split", "seed", "target_sensitivity", "cv")
+
+
+@dataclass
+class Prepared:
+    catalogue: Catalogue
+    backbone: Backbone
+    model: object
+    mri: MRIPreprocess
+    store: EmbeddingStore
+    vectors: dict[str, np.ndarray]
+
+    def X(self, frame: pd.DataFrame) -> np.ndarray:
+        """Embeddings of ``frame``'s rows (by pixel hash), in order."""
+        if len(frame) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        return np.stack([self.vectors[h] for h in frame.pixel_hash]).astype(np.float32)
+
+    @property
+    def dim(self) -> int:
+        return len(next(iter(self.vectors.values())))
+
+
+def sweep_tag() -> str:
+    """Jobs of one multirun share the sweep directory: it tags them for side-by-side comparison."""
+    try:
+        hc = HydraConfig.get()
+    except ValueError:
+        return "none"
+    return str(hc.sweep.dir) if getattr(hc.mode, "name", None) == "MULTIRUN" else "single-run"
+
+
+def open_run(cfg: DictConfig, run_name: str | None = None, **tags) -> MlflowRun:
+    """The job's MLflow run, tagged with the sweep, git commit and seed; config logged on entry."""
+    base = {"sweep": sweep_tag(), "git_commit": git_commit(cfg.paths.root_dir), "seed": cfg.seed, "task": cfg.task,
+            "dataset": cfg.dataset.name, "backbone": cfg.backbone.name}
+    return MlflowRun(cfg.logger.tracking_uri, cfg.logger.experiment_name, run_name or cfg.logger.run_name, base | tags)
+
+
+def log_config(tracker: MlflowRun, cfg: DictConfig) -> None:
+    tracker.log_config(cfg)
+    resolved = resolved_job_config(cfg)
+    tracker.log_params(flatten_params({k: resolved[k] for k in KEY_PARAMS if k in resolved}))
+
+
+def prepare(cfg: DictConfig, tracker: MlflowRun, out_dir: Path) -> Prepared:
+    """Backbone (built first: a missing weight fails fast), catalogue, then the features stage."""
+    backbone: Backbone = instantiate(cfg.backbone)
+    model = backbone.build()
+    catalogue: Catalogue = instantiate(cfg.dataset)
+    tracker.set_tags({"dataset_fingerprint": catalogue.fingerprint})
+    tracker.log_metrics({f"data/{k}": v for k, v in catalogue.summary().items()})
+    catalogue.duplicates.to_csv(out_dir / "duplicates.csv", index=False)
+    (out_dir / "dataset_summary.json").write_text(json.dumps(catalogue.summary(), indent=2))
+    tracker.log_artifact(out_dir / "duplicates.csv", "data")
+    tracker.log_artifact(out_dir / "dataset_summary.json", "data")
+    if len(catalogue.bad_files):
+        catalogue.bad_files.to_csv(out_dir / "bad_files.csv", index=False)
+        tracker.log_artifact(out_dir / "bad_files.csv", "data")
+
+    mri: MRIPreprocess = instantiate(cfg.preprocess)
+    extractor = instantiate(cfg.features)
+    paths_by_hash = dict(zip(catalogue.files.pixel_hash, catalogue.files.path))
+    store, stats = extractor.run(paths_by_hash, backbone, mri, model)
+    tracker.set_tags({"feature_key": store.key})
+    tracker.log_metrics({f"features/{k}": v for k, v in stats.items()})
+    return Prepared(catalogue, backbone, model, mri, store, store.load(list(paths_by_hash)))
+
+
+def output_dir(cfg: DictConfig) -> Path:
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return out

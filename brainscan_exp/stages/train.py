@@ -1,0 +1,152 @@
+"""The train stage: one (dataset, backbone, regime, split) job.
+
+Data -> features (cached) -> regime fit on the training fold -> operating point on the inner
+validation split -> metrics on the test split -> predictions for every unlabelled file.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pandas as pd
+from hydra.utils import instantiate
+from lightning.pytorch.loggers import MLFlowLogger
+from omegaconf import DictConfig
+
+from brainscan_exp.data.catalogue import Catalogue
+from brainscan_exp.data.layout import CLASS_NAMES
+from brainscan_exp.data.splits import make_split
+from brainscan_exp.evaluation import binary_metrics, choose_threshold, confusion_counts
+from brainscan_exp.evaluation.figures import plot_confusion_matrix, plot_roc_curve
+from brainscan_exp.models.backbones import Backbone
+from brainscan_exp.preprocessing import ImageTransform
+from brainscan_exp.regimes.base import FoldData, Regime, TrainContext
+from brainscan_exp.stages.common import Prepared, log_config, open_run, output_dir, prepare
+from brainscan_exp.tracking.mlflow_run import MlflowRun
+
+log = logging.getLogger(__name__)
+
+
+def resolve_finetune(mode: str, backbone: Backbone) -> str:
+    """``auto``: a head on frozen features for pretrained weights; end to end from scratch."""
+    if mode == "auto":
+        return "frozen" if backbone.pretrained else "full"
+    if mode not in {"frozen", "full"}:
+        raise ValueError(f"regime.finetune must be auto|frozen|full, got {mode!r}")
+    return mode
+
+
+def split_for(cfg: DictConfig, catalogue: Catalogue) -> pd.DataFrame:
+    return make_split(catalogue.labelled, fold=cfg.split.fold, **{k: v for k, v in cfg.split.items() if k != "fold"})
+
+
+def fold_data(prep: Prepared, split: pd.DataFrame) -> FoldData:
+    """The training fold (train + inner val) and the pool; test images are not in it at all."""
+    train, val = split[split.split == "train"], split[split.split == "val"]
+    pool = prep.catalogue.pool
+    return FoldData(
+        prep.X(train), train.label.to_numpy(), prep.X(val), val.label.to_numpy(), prep.X(pool),
+        train.path.tolist(), val.path.tolist(), pool.path.tolist(),
+    )
+
+
+@dataclass
+class FoldResult:
+    regime: Regime
+    threshold: float
+    metrics: dict[str, float]
+    y_test: np.ndarray
+    p_test: np.ndarray
+
+
+def fit_and_evaluate(cfg: DictConfig, regime_cfg: DictConfig, prep: Prepared, split: pd.DataFrame,
+                     tracker: MlflowRun, out_dir: Path) -> FoldResult:
+    """Fit one regime on one fold, choose the operating point on val, score the test split."""
+    L.seed_everything(cfg.seed, workers=True)
+    finetune = resolve_finetune(regime_cfg.finetune, prep.backbone)
+    tracker.set_tags({"finetune": finetune})
+    data = fold_data(prep, split)
+    mlf_logger = MLFlowLogger(experiment_name=cfg.logger.experiment_name, tracking_uri=cfg.logger.tracking_uri, run_id=tracker.run_id)
+    make_trainer, make_model = instantiate(cfg.trainer), instantiate(cfg.model)
+    full = finetune == "full"
+    ctx = TrainContext(
+        make_trainer=lambda **kw: make_trainer(logger=mlf_logger, **kw),
+        make_module=lambda: make_model(in_features=prep.dim, backbone=copy.deepcopy(prep.model) if full else None),
+        finetune=finetune, batch_size=regime_cfg.batch_size, num_workers=regime_cfg.num_workers, seed=cfg.seed,
+        out_dir=out_dir,
+        train_transform=ImageTransform(prep.backbone.data_config, prep.mri, train=True) if full else None,
+        eval_transform=ImageTransform(prep.backbone.data_config, prep.mri, train=False) if full else None,
+        log=tracker.log_metrics,
+    )
+    regime = instantiate(regime_cfg.method).fit(data, ctx)
+
+    p_val = regime.predict_proba(data.X_val, data.paths_val)
+    threshold = choose_threshold(data.y_val, p_val, cfg.target_sensitivity) if len(p_val) else 0.5
+    test = split[split.split == "test"]
+    y_test, p_test = test.label.to_numpy(), regime.predict_proba(prep.X(test), test.path.tolist())
+    metrics = binary_metrics(y_test, p_test, threshold)
+    tracker.log_metrics({f"test/{k}": v for k, v in metrics.items()})
+    return FoldResult(regime, threshold, metrics, y_test, p_test)
+
+
+def log_evaluation(result: FoldResult, test_files: pd.Series, tracker: MlflowRun, out_dir: Path, title: str) -> None:
+    y_pred = (result.p_test >= result.threshold).astype(int)
+    confusion_counts(result.y_test, y_pred).to_csv(out_dir / "confusion_matrix.csv")
+    plot_confusion_matrix(result.y_test, y_pred, out_dir / "confusion_matrix.png", title=title)
+    plot_roc_curve({title: (result.y_test, result.p_test)}, out_dir / "roc_curve.png")
+    pd.DataFrame({"file": test_files.to_numpy(), "label": result.y_test, "p_cancer": result.p_test}).to_csv(out_dir / "test_scores.csv", index=False)
+    for name in ("confusion_matrix.csv", "confusion_matrix.png", "roc_curve.png", "test_scores.csv"):
+        tracker.log_artifact(out_dir / name, "evaluation")
+
+
+def predict_unlabelled(prep: Prepared, regime: Regime, threshold: float) -> pd.DataFrame:
+    """One row per file of ``sans_label`` (copies included), labelled at the operating point."""
+    pool = prep.catalogue.files[prep.catalogue.files.label < 0].sort_values("file")
+    p = regime.predict_proba(prep.X(pool), pool.path.tolist())
+    labelled = dict(zip(prep.catalogue.labelled.pixel_hash, prep.catalogue.labelled.file))
+    return pd.DataFrame({
+        "file": pool.file.to_numpy(),
+        "p_cancer": p,
+        "label_pred": np.where(p >= threshold, CLASS_NAMES[1], CLASS_NAMES[0]),
+        "copy_of_labelled": [labelled.get(h, "") for h in pool.pixel_hash],
+    })
+
+
+def score_against_truth(predictions: pd.DataFrame, truth_path: str | Path, threshold: float) -> dict[str, float]:
+    """Evaluation only, after fitting: the truth file's labels of the pool against the predictions."""
+    truth = pd.read_csv(truth_path)
+    merged = predictions.merge(truth[["file", "label"]], on="file", how="inner")
+    if merged.empty:
+        raise ValueError(f"{truth_path}: no row matches a predicted file; its 'file' column must be relative to dataset.root")
+    y = (merged.label == CLASS_NAMES[1]).astype(int).to_numpy()
+    return binary_metrics(y, merged.p_cancer.to_numpy(), threshold) | {"n_scored": float(len(merged))}
+
+
+def run(cfg: DictConfig) -> dict[str, float]:
+    out_dir = output_dir(cfg)
+    with open_run(cfg, regime=cfg.regime.name) as tracker:
+        log_config(tracker, cfg)
+        prep = prepare(cfg, tracker, out_dir)
+        split = split_for(cfg, prep.catalogue)
+        split[["file", "pixel_hash", "label", "split"]].to_csv(out_dir / "splits.csv", index=False)
+        tracker.log_artifact(out_dir / "splits.csv", "data")
+        if cfg.features.get("export"):
+            prep.store.export(split[["file", "pixel_hash", "split", "label"]], out_dir / "features.parquet")
+
+        result = fit_and_evaluate(cfg, cfg.regime, prep, split, tracker, out_dir)
+        test_files = split[split.split == "test"].file
+        log_evaluation(result, test_files, tracker, out_dir, f"{cfg.regime.name} / {prep.backbone.name} (test)")
+
+        predictions = predict_unlabelled(prep, result.regime, result.threshold)
+        predictions.to_csv(out_dir / "predictions.csv", index=False)
+        tracker.log_artifact(out_dir / "predictions.csv")
+        if cfg.dataset.get("truth"):  # opened only now, after every fitting decision
+            scored = score_against_truth(predictions, cfg.dataset.truth, result.threshold)
+            tracker.log_metrics({f"truth/{k}": v for k, v in scored.items()})
+        log.info("test metrics: %s", {k: round(v, 3) for k, v in result.metrics.items()})
+        return {f"test/{k}": v for k, v in result.metrics.items()}
