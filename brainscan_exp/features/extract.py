@@ -57,8 +57,13 @@ class _BufferedWriter:
         self.pending = []
 
 
-def default_workers() -> int:
-    return max(1, min(4, (os.cpu_count() or 2) - 1))
+def default_workers(device: torch.device) -> int:
+    """Decoding (~3 ms/image with JPEG draft mode) is cheap next to the model: on a small CPU box
+    the model's threads need every core, so images are decoded in the main process."""
+    cores = os.cpu_count() or 2
+    if device.type == "cpu":
+        return 0 if cores <= 4 else min(4, cores // 4)
+    return min(8, max(1, cores - 1))
 
 
 @dataclass
@@ -102,10 +107,11 @@ class FeatureExtractor:
             log.info("features %s: all %d images cached", store.key, len(paths_by_hash))
             return store, stats
         transform = ImageTransform(backbone.data_config, mri, train=False, fast_decode=self.fast_decode)
+        device = self.resolve_device()
         writer = _BufferedWriter(store, todo, self.flush_every)
         _, seconds = extract_embeddings(
             model, [paths_by_hash[h] for h in todo], transform, self.batch_size,
-            default_workers() if self.num_workers is None else self.num_workers, self.resolve_device(),
+            default_workers(device) if self.num_workers is None else self.num_workers, device,
             progress=self.progress, sink=writer,
         )
         writer.flush()
@@ -121,18 +127,16 @@ COMPUTE_BATCH = 8  # fixed model batch: CPU kernels are chosen by batch shape, s
 
 def _chunks(loader, size: int):
     """Re-cut the loader's stream into tensors of exactly ``size`` rows (the last one padded)."""
-    buffer, held = [], 0
+    rest = None
     for batch in loader:
-        buffer.append(batch)
-        held += len(batch)
-        while held >= size:
-            stacked = torch.cat(buffer)
-            yield stacked[:size], size
-            buffer, held = [stacked[size:]], held - size
-    if held:
-        rest = torch.cat(buffer)
-        pad = rest.new_zeros((size - held, *rest.shape[1:]))
-        yield torch.cat([rest, pad]), held
+        batch = batch if rest is None else torch.cat([rest, batch])
+        n_full = len(batch) // size * size
+        for chunk in torch.split(batch[:n_full], size):
+            yield chunk, size
+        rest = batch[n_full:] if n_full < len(batch) else None
+    if rest is not None:
+        pad = rest.new_zeros((size - len(rest), *rest.shape[1:]))
+        yield torch.cat([rest, pad]), len(rest)
 
 
 def extract_embeddings(model, paths, transform, batch_size=32, num_workers=1, device=torch.device("cpu"), progress=True, sink=None, compute_batch=COMPUTE_BATCH):
@@ -146,6 +150,9 @@ def extract_embeddings(model, paths, transform, batch_size=32, num_workers=1, de
     use_amp = device.type == "cuda"
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
+    threads = torch.get_num_threads()
+    if device.type == "cpu" and num_workers:  # workers and the model's threads share the cores
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) - num_workers))
     kept, offset = [], 0
     bar = tqdm(total=len(paths), unit="img", disable=not progress, desc="features")
     start = time.perf_counter()
@@ -163,4 +170,5 @@ def extract_embeddings(model, paths, transform, batch_size=32, num_workers=1, de
             bar.update(len(out))
     seconds = time.perf_counter() - start
     bar.close()
+    torch.set_num_threads(threads)
     return (np.concatenate(kept) if kept else None), seconds

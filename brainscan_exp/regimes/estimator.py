@@ -20,8 +20,9 @@ class EstimatorRegime(Regime):
             raise ValueError(f"regime {self.name} works on cached embeddings: set regime.finetune=frozen")
         X, y = data.semi_supervised_view() if self.semi_supervised else (data.X_train, data.y_train)
         self.estimator_ = clone(self.estimator).fit(X, y)
-        if self.semi_supervised and hasattr(self.estimator_, "transduction_"):
-            pool = np.asarray(self.estimator_.transduction_)[len(data.X_train):]
+        final = self.estimator_[-1] if hasattr(self.estimator_, "steps") else self.estimator_
+        if self.semi_supervised and hasattr(final, "transduction_"):
+            pool = np.asarray(final.transduction_)[len(data.X_train):]
             ctx.log({"pseudo/n_labelled_pool": float((pool >= 0).sum()), "pseudo/cancer_share": float((pool == 1).mean())})
         return self
 

@@ -8,7 +8,7 @@ class per point (-1: no pseudo-label) and ``confidence_`` how much to trust it.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.base import BaseEstimator, clone
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -63,8 +63,11 @@ class TeacherPseudoLabeler(BaseEstimator):
         return self
 
 
-class SpreadingPseudoLabeler(BaseEstimator):
-    """Label spreading on a kNN graph of the (standardised, PCA-reduced) embeddings."""
+class SpreadingPseudoLabeler(ClassifierMixin, BaseEstimator):
+    """Label spreading on a kNN graph of the (standardised, PCA-reduced) embeddings.
+
+    Also a transductive classifier in its own right (``predict_proba``): the ``label_spreading``
+    regime uses it directly."""
 
     def __init__(self, n_neighbors: int = 10, alpha: float = 0.2, n_components: int | float | None = 32, threshold: float = 0.0):
         self.n_neighbors = n_neighbors
@@ -74,11 +77,18 @@ class SpreadingPseudoLabeler(BaseEstimator):
 
     def fit(self, X, y):
         y = _check(y)
-        steps = [StandardScaler()] + ([PCA(self.n_components, random_state=0)] if self.n_components else [])
+        n_components = self.n_components
+        if isinstance(n_components, int):
+            n_components = min(n_components, *np.shape(X))
+        steps = [StandardScaler()] + ([PCA(n_components, random_state=0)] if n_components else [])
         self.reducer_ = make_pipeline(*steps).fit(X)
         self.spreading_ = LabelSpreading(kernel="knn", n_neighbors=self.n_neighbors, alpha=self.alpha, max_iter=100)
         self.spreading_.fit(self.reducer_.transform(X), y)
         dist = self.spreading_.label_distributions_
         self.confidence_ = dist.max(axis=1)
         self.transduction_ = np.where(self.confidence_ >= self.threshold, self.spreading_.transduction_, -1)
+        self.classes_ = self.spreading_.classes_
         return self
+
+    def predict_proba(self, X):
+        return self.spreading_.predict_proba(self.reducer_.transform(X))

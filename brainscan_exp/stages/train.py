@@ -65,13 +65,17 @@ class FoldResult:
 
 
 def fit_and_evaluate(cfg: DictConfig, regime_cfg: DictConfig, prep: Prepared, split: pd.DataFrame,
-                     tracker: MlflowRun, out_dir: Path) -> FoldResult:
-    """Fit one regime on one fold, choose the operating point on val, score the test split."""
+                     tracker: MlflowRun, out_dir: Path, log_curves: bool = True) -> FoldResult:
+    """Fit one regime on one fold, choose the operating point on val, score the test split.
+    ``log_curves=False`` keeps per-epoch training curves out of MLflow (the CV protocol's cells)."""
     L.seed_everything(cfg.seed, workers=True)
     finetune = resolve_finetune(regime_cfg.finetune, prep.backbone)
     tracker.set_tags({"finetune": finetune})
     data = fold_data(prep, split)
-    mlf_logger = MLFlowLogger(experiment_name=cfg.logger.experiment_name, tracking_uri=cfg.logger.tracking_uri, run_id=tracker.run_id)
+    mlf_logger = (
+        MLFlowLogger(experiment_name=cfg.logger.experiment_name, tracking_uri=cfg.logger.tracking_uri, run_id=tracker.run_id)
+        if log_curves else False
+    )
     make_trainer, make_model = instantiate(cfg.trainer), instantiate(cfg.model)
     full = finetune == "full"
     ctx = TrainContext(
