@@ -88,8 +88,10 @@ class MRIPreprocess:
         return Image.fromarray(arr)
 
 
-def model_transform(data_config: dict, train: bool = False) -> T.Compose:
-    """Resize/crop/normalise as the backbone's pretrained config says (timm), or a light augmentation."""
+def model_transform(data_config: dict, train: bool | str = False) -> T.Compose:
+    """Resize/crop/normalise as the backbone's pretrained config says (timm); ``train=True`` (or
+    ``"weak"``) adds a light augmentation, ``"strong"`` RandAugment and random erasing on top
+    (FixMatch's strong view)."""
     size = data_config["input_size"][-1]
     if not train:
         return timm.data.create_transform(
@@ -101,21 +103,23 @@ def model_transform(data_config: dict, train: bool = False) -> T.Compose:
             crop_mode=data_config["crop_mode"],
         )
     interp = T.InterpolationMode(data_config["interpolation"])
-    return T.Compose(
-        [
-            T.RandomResizedCrop(size, scale=(0.75, 1.0), ratio=(0.9, 1.1), interpolation=interp),
-            T.RandomHorizontalFlip(),
-            T.RandomRotation(10, interpolation=T.InterpolationMode.BILINEAR),
-            T.ToTensor(),
-            T.Normalize(data_config["mean"], data_config["std"]),
-        ]
-    )
+    steps = [
+        T.RandomResizedCrop(size, scale=(0.75, 1.0), ratio=(0.9, 1.1), interpolation=interp),
+        T.RandomHorizontalFlip(),
+        T.RandomRotation(10, interpolation=T.InterpolationMode.BILINEAR),
+    ]
+    if train == "strong":
+        steps.append(T.RandAugment(num_ops=2, magnitude=9))
+    steps += [T.ToTensor(), T.Normalize(data_config["mean"], data_config["std"])]
+    if train == "strong":
+        steps.append(T.RandomErasing(p=0.5, scale=(0.02, 0.15)))
+    return T.Compose(steps)
 
 
 class ImageTransform:
     """Path -> tensor: decode, MRI steps, greyscale handling, model transform. Picklable for workers."""
 
-    def __init__(self, data_config: dict, mri: MRIPreprocess | None = None, train: bool = False, fast_decode: bool = True):
+    def __init__(self, data_config: dict, mri: MRIPreprocess | None = None, train: bool | str = False, fast_decode: bool = True):
         self.data_config = data_config
         self.mri = mri or MRIPreprocess()
         self.channels = data_config["input_size"][0]

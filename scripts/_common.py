@@ -61,7 +61,7 @@ def env_info() -> dict:
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
         "MKL_NUM_THREADS": os.environ.get("MKL_NUM_THREADS"),
         "cuda_available": torch.cuda.is_available(),
-        "package_default_workers": default_workers(),
+        "package_default_workers": default_workers(torch.device("cpu")),
         "compute_batch": COMPUTE_BATCH,
     }
 

@@ -144,7 +144,7 @@ def child_main(args) -> None:
     result = {
         "n": n,
         "torch_threads": torch.get_num_threads(),
-        "num_workers": default_workers() if args.num_workers is None else args.num_workers,
+        "num_workers": default_workers(torch.device("cpu")) if args.num_workers is None else args.num_workers,
         "stage_seconds": stats["seconds"],
         "stage_images_per_s": stats["images_per_s"],
         "run_wall_seconds": run_wall,  # whole run(): digest, store lookup, extraction, writes
@@ -286,7 +286,7 @@ def main(argv=None) -> dict | None:
         raise SystemExit("--sizes must be increasing, e.g. --sizes 2000 8000")
     args.image_dir = Path(args.image_dir) if args.image_dir else default_image_dir(args.seed)
     env = env_info()
-    workers = default_workers() if args.num_workers is None else args.num_workers
+    workers = default_workers(torch.device("cpu")) if args.num_workers is None else args.num_workers
     print(f"bench_features: {args.backbone}, sizes {sizes}, batch {args.batch_size}, workers {workers}, "
           f"torch threads {torch.get_num_threads()}, cpus {env['cpu_count']}", flush=True)
 

@@ -70,3 +70,25 @@ def test_failed_run_is_recorded(train_cfg):
     _, mlrun = _only_run(cfg)
     assert mlrun.info.status == "FAILED"
     assert "nonexistent" in mlrun.data.tags["error"]
+
+
+def test_consistency_cpu_path(train_cfg):
+    """FixMatch on images, the CPU debug path (small CNN, tiny data)."""
+    cfg = train_cfg("regime=consistency", "backbone=simple_cnn", "budget.finetune_epochs=1")
+    metrics = run(cfg)
+    _, mlrun = _only_run(cfg)
+    assert mlrun.info.status == "FINISHED" and metrics["test/n"] > 0
+    assert "consistency/mask_rate" in mlrun.data.metrics
+
+
+def test_predict_setting_fits_on_every_label(train_cfg):
+    """experiment=predict: no test split, predictions with review flags for the whole pool."""
+    cfg = train_cfg("experiment=predict", "split.test_size=0")  # debug=fast (applied last) sets its own
+    run(cfg)
+    predictions = pd.read_csv(f"{cfg.paths.output_dir}/predictions.csv")
+    splits = pd.read_csv(f"{cfg.paths.output_dir}/splits.csv")
+    assert "test" not in set(splits.split)
+    assert {"uncertainty", "ood_score", "review", "review_reason"} <= set(predictions.columns)
+    assert predictions.review.dtype == bool and predictions.uncertainty.between(0, 1).all()
+    _, mlrun = _only_run(cfg)
+    assert "truth/roc_auc" in mlrun.data.metrics

@@ -27,8 +27,11 @@ def _assign(labelled: pd.DataFrame, test_idx, val_idx) -> pd.DataFrame:
 
 
 def holdout_split(labelled: pd.DataFrame, test_size: float = 0.2, val_size: float = 0.2, seed: int = 0) -> pd.DataFrame:
-    """One stratified train/val/test split (val is a share of the training part)."""
+    """One stratified train/val/test split (val is a share of the training part). ``test_size=0``
+    keeps every labelled image for fitting: the setting for predicting the unlabelled pool."""
     idx = np.arange(len(labelled))
+    if test_size == 0:
+        return _assign(labelled, [], _carve_val(labelled, idx, val_size, seed))
     train_idx, test_idx = train_test_split(idx, test_size=test_size, stratify=labelled.label, random_state=seed)
     return _assign(labelled, test_idx, _carve_val(labelled, train_idx, val_size, seed))
 

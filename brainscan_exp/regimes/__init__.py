@@ -1,7 +1,8 @@
 """Training regimes: how a classifier is fitted from the labelled fold and the unlabelled pool."""
 
 from brainscan_exp.regimes.base import FoldData, Regime, TrainContext
+from brainscan_exp.regimes.consistency import ConsistencyRegime
 from brainscan_exp.regimes.estimator import EstimatorRegime
 from brainscan_exp.regimes.lightning import PseudoLabelRegime, SupervisedRegime
 
-__all__ = ["EstimatorRegime", "FoldData", "PseudoLabelRegime", "Regime", "SupervisedRegime", "TrainContext"]
+__all__ = ["ConsistencyRegime", "EstimatorRegime", "FoldData", "PseudoLabelRegime", "Regime", "SupervisedRegime", "TrainContext"]

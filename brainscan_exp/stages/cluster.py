@@ -50,7 +50,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
         report = run_cluster_analysis(
             prep.X(frame), y_partial, instantiate(cfg.clusterer), out_dir, thumbnails=list(thumbs),
-            confounds=confounds, k_sweep=cfg.get("cluster_k_sweep", True), random_state=cfg.seed, class_names=CLASS_NAMES,
+            confounds=confounds, k_sweep=cfg.cluster.k_sweep, random_state=cfg.seed, class_names=CLASS_NAMES,
+            projection_methods=tuple(cfg.cluster.projections),
         )
         heldout = (frame.role == "test").to_numpy()
         clusters = report.tables["assignments"].cluster.to_numpy()

@@ -92,8 +92,9 @@ def fit_and_evaluate(cfg: DictConfig, regime_cfg: DictConfig, prep: Prepared, sp
     p_val = regime.predict_proba(data.X_val, data.paths_val)
     threshold = choose_threshold(data.y_val, p_val, cfg.target_sensitivity) if len(p_val) else 0.5
     test = split[split.split == "test"]
-    y_test, p_test = test.label.to_numpy(), regime.predict_proba(prep.X(test), test.path.tolist())
-    metrics = binary_metrics(y_test, p_test, threshold)
+    y_test = test.label.to_numpy()
+    p_test = regime.predict_proba(prep.X(test), test.path.tolist()) if len(test) else np.zeros(0)
+    metrics = binary_metrics(y_test, p_test, threshold) if len(test) else {}
     tracker.log_metrics({f"test/{k}": v for k, v in metrics.items()})
     return FoldResult(regime, threshold, metrics, y_test, p_test)
 
@@ -108,17 +109,50 @@ def log_evaluation(result: FoldResult, test_files: pd.Series, tracker: MlflowRun
         tracker.log_artifact(out_dir / name, "evaluation")
 
 
-def predict_unlabelled(prep: Prepared, regime: Regime, threshold: float) -> pd.DataFrame:
-    """One row per file of ``sans_label`` (copies included), labelled at the operating point."""
+def predict_unlabelled(prep: Prepared, regime: Regime, threshold: float, train: pd.DataFrame,
+                       review_logit_band: float = 1.0, ood_quantile: float = 0.95) -> pd.DataFrame:
+    """One row per file of ``sans_label`` (copies included), labelled at the operating point.
+
+    ``uncertainty`` is the binary entropy of p (bits). ``review`` flags what a radiologist should
+    see first: images whose log-odds lie within ``review_logit_band`` of the threshold's, and
+    images far from the labelled data (cosine distance to the nearest training image above the
+    ``ood_quantile`` of the training images' own leave-one-out distances).
+    """
     pool = prep.catalogue.files[prep.catalogue.files.label < 0].sort_values("file")
-    p = regime.predict_proba(prep.X(pool), pool.path.tolist())
+    X_pool = prep.X(pool)
+    p = regime.predict_proba(X_pool, pool.path.tolist())
     labelled = dict(zip(prep.catalogue.labelled.pixel_hash, prep.catalogue.labelled.file))
+    eps = 1e-6
+    pc = np.clip(p, eps, 1 - eps)
+    entropy = -(pc * np.log2(pc) + (1 - pc) * np.log2(1 - pc))
+    logit = np.log(pc / (1 - pc))
+    t = np.clip(threshold, eps, 1 - eps)
+    near_threshold = np.abs(logit - np.log(t / (1 - t))) < review_logit_band
+    ood_score = _ood_score(prep.X(train), X_pool, ood_quantile)
+    far = ood_score > 1.0
+    reason = np.where(near_threshold & far, "uncertain+far", np.where(near_threshold, "uncertain", np.where(far, "far from labelled data", "")))
     return pd.DataFrame({
         "file": pool.file.to_numpy(),
         "p_cancer": p,
         "label_pred": np.where(p >= threshold, CLASS_NAMES[1], CLASS_NAMES[0]),
+        "uncertainty": entropy,
+        "ood_score": ood_score,
+        "review": near_threshold | far,
+        "review_reason": reason,
         "copy_of_labelled": [labelled.get(h, "") for h in pool.pixel_hash],
     })
+
+
+def _ood_score(X_train: np.ndarray, X: np.ndarray, quantile: float) -> np.ndarray:
+    """Nearest-training-image cosine distance, divided by its ``quantile`` among training images."""
+    from sklearn.neighbors import NearestNeighbors
+
+    if len(X_train) < 3:
+        return np.zeros(len(X))
+    nn = NearestNeighbors(n_neighbors=2, metric="cosine").fit(X_train)
+    own = nn.kneighbors(X_train)[0][:, 1]  # leave-one-out: skip the image itself
+    scale = max(float(np.quantile(own, quantile)), 1e-9)
+    return nn.kneighbors(X, n_neighbors=1)[0][:, 0] / scale
 
 
 def score_against_truth(predictions: pd.DataFrame, truth_path: str | Path, threshold: float) -> dict[str, float]:
@@ -144,13 +178,17 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
         result = fit_and_evaluate(cfg, cfg.regime, prep, split, tracker, out_dir)
         test_files = split[split.split == "test"].file
-        log_evaluation(result, test_files, tracker, out_dir, f"{cfg.regime.name} / {prep.backbone.name} (test)")
+        if len(test_files):
+            log_evaluation(result, test_files, tracker, out_dir, f"{cfg.regime.name} / {prep.backbone.name} (test)")
+        tracker.log_metrics({"operating_threshold": result.threshold})
 
-        predictions = predict_unlabelled(prep, result.regime, result.threshold)
+        predictions = predict_unlabelled(prep, result.regime, result.threshold, split[split.split.isin(["train", "val"])])
         predictions.to_csv(out_dir / "predictions.csv", index=False)
         tracker.log_artifact(out_dir / "predictions.csv")
         if cfg.dataset.get("truth"):  # opened only now, after every fitting decision
             scored = score_against_truth(predictions, cfg.dataset.truth, result.threshold)
             tracker.log_metrics({f"truth/{k}": v for k, v in scored.items()})
+        tracker.log_metrics({"predictions/n_review": float(predictions.review.sum()),
+                             "predictions/cancer_share": float((predictions.label_pred == CLASS_NAMES[1]).mean())})
         log.info("test metrics: %s", {k: round(v, 3) for k, v in result.metrics.items()})
         return {f"test/{k}": v for k, v in result.metrics.items()}
