@@ -10,6 +10,7 @@ Then the model's own resize / crop / interpolation / mean-std (from timm's pretr
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,7 +31,7 @@ class MRIPreprocess:
     intensity: str = "none"  # none | percentile
     percentiles: tuple[float, float] = (1.0, 99.0)
     equalize: str = "none"  # none | hist | clahe
-    clahe_clip: float = 0.01
+    clahe_clip: float = 2.0  # OpenCV's clipLimit (contrast limit per 8x8 tile)
 
     def __post_init__(self):
         if self.intensity not in {"none", "percentile"}:
@@ -48,7 +49,8 @@ class MRIPreprocess:
 
     def head_box(self, grey: np.ndarray) -> tuple[int, int, int, int]:
         """Square box (left, top, right, bottom) around the foreground, with a margin."""
-        mask = grey > self.foreground_threshold
+        step = max(1, min(grey.shape) // 128)  # the box needs no more than ~128 px of resolution
+        mask = grey[::step, ::step] > self.foreground_threshold
         if mask.sum() < 0.01 * mask.size:
             return 0, 0, grey.shape[1], grey.shape[0]
         # a row/column belongs to the head when 2 % of it is foreground: speckle noise does not count
@@ -56,7 +58,7 @@ class MRIPreprocess:
         cols = np.flatnonzero(mask.mean(0) > 0.02)
         if not len(rows) or not len(cols):
             return 0, 0, grey.shape[1], grey.shape[0]
-        top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+        top, bottom, left, right = rows[0] * step, (rows[-1] + 1) * step, cols[0] * step, (cols[-1] + 1) * step
         side = max(bottom - top, right - left) * (1 + 2 * self.crop_margin)
         cy, cx = (top + bottom) / 2, (left + right) / 2
         half = side / 2
@@ -76,16 +78,48 @@ class MRIPreprocess:
             img = img.resize((round(img.width * scale), round(img.height * scale)), Image.Resampling.BICUBIC)
         arr = np.asarray(img)
         if self.intensity == "percentile":
-            lo, hi = np.percentile(arr, self.percentiles)
-            arr = np.clip((arr.astype(np.float32) - lo) / max(hi - lo, 1e-6), 0, 1)
-            arr = (arr * 255).round().astype(np.uint8)
+            lo, hi = _percentiles_uint8(arr, self.percentiles)
+            lut = np.clip((np.arange(256, dtype=np.float32) - lo) / max(hi - lo, 1.0), 0, 1)
+            arr = (lut * 255).round().astype(np.uint8)[arr]
         if self.equalize == "hist":
             return ImageOps.equalize(Image.fromarray(arr))
         if self.equalize == "clahe":
-            from skimage.exposure import equalize_adapthist
+            import cv2
 
-            arr = (equalize_adapthist(arr, clip_limit=self.clahe_clip) * 255).round().astype(np.uint8)
+            arr = cv2.createCLAHE(clipLimit=self.clahe_clip, tileGridSize=(8, 8)).apply(np.ascontiguousarray(arr))
         return Image.fromarray(arr)
+
+
+def _percentiles_uint8(arr: np.ndarray, percentiles: tuple[float, float]) -> tuple[int, int]:
+    """Percentiles of a uint8 image from its histogram: ~20x faster than np.percentile."""
+    cdf = np.cumsum(np.bincount(arr.ravel(), minlength=256)) / arr.size
+    lo, hi = (int(np.searchsorted(cdf, q / 100.0)) for q in percentiles)
+    return lo, hi
+
+
+class GreyEvalTransform:
+    """timm's eval transform (resize the short side to ``size / crop_pct``, centre crop,
+    normalise) applied to a greyscale slice with numpy: the same values as replicating the
+    channel and running timm's torchvision pipeline, at a fraction of the cost (tiny torch ops
+    on a 2-core CPU cost more than the pixels they touch)."""
+
+    def __init__(self, data_config: dict):
+        self.size = data_config["input_size"][-1]
+        self.scale_size = math.floor(self.size / data_config["crop_pct"])
+        self.resample = timm.data.transforms.str_to_pil_interp(data_config["interpolation"])
+        self.mean = np.asarray(data_config["mean"], np.float32)[:, None, None]
+        self.std = np.asarray(data_config["std"], np.float32)[:, None, None]
+        if data_config.get("crop_mode", "center") != "center":
+            raise ValueError(f"crop_mode {data_config['crop_mode']!r} is not supported; use center")
+
+    def __call__(self, grey: Image.Image) -> torch.Tensor:
+        w, h = grey.size
+        scale = self.scale_size / min(w, h)
+        new = (self.scale_size, max(self.scale_size, int(h * scale))) if w <= h else (max(self.scale_size, int(w * scale)), self.scale_size)
+        img = grey.resize(new, self.resample)
+        left, top = int(round((new[0] - self.size) / 2.0)), int(round((new[1] - self.size) / 2.0))
+        arr = np.asarray(img.crop((left, top, left + self.size, top + self.size)), np.float32) / 255.0
+        return torch.from_numpy(np.ascontiguousarray((arr[None] - self.mean) / self.std, dtype=np.float32))
 
 
 def model_transform(data_config: dict, train: bool | str = False) -> T.Compose:
@@ -124,6 +158,7 @@ class ImageTransform:
         self.mri = mri or MRIPreprocess()
         self.channels = data_config["input_size"][0]
         self.transform = model_transform(data_config, train=train)
+        self.grey_eval = GreyEvalTransform(data_config) if not train and data_config.get("crop_mode", "center") == "center" else None
         size = data_config["input_size"][-1]
         self.work_size = int(size / data_config["crop_pct"])
         # JPEG DCT-domain downscaling to the resize target: ~3x faster decoding for the same input
@@ -144,4 +179,6 @@ class ImageTransform:
 
     def __call__(self, path: str | Path) -> torch.Tensor:
         img = self.load(path)
+        if self.grey_eval is not None:
+            return self.grey_eval(img)
         return self.transform(img.convert("RGB") if self.channels == 3 else img)

@@ -81,3 +81,16 @@ def test_mri_preprocessing_steps():
         assert out.mode == "L" and out.size == img.size
     with pytest.raises(ValueError, match="equalize"):
         MRIPreprocess(equalize="gamma")
+
+
+@pytest.mark.parametrize("name", ["tf_efficientnet_lite0", "tf_efficientnet_lite2", "resnet18"])
+def test_fast_eval_transform_equals_timms(images, name):
+    """The numpy eval path gives exactly timm's eval transform of the replicated channel."""
+    from brainscan_exp.preprocessing import model_transform
+
+    config = Backbone(name, weights="none").data_config
+    transform = ImageTransform(config, MRIPreprocess(head_crop=True, intensity="percentile", equalize="clahe"))
+    reference = model_transform(config)
+    for path in list(images.values())[:4]:
+        torch_equal = (transform(path) - reference(transform.load(path).convert("RGB"))).abs().max().item()
+        assert torch_equal == 0.0

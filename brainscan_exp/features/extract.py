@@ -122,7 +122,8 @@ class FeatureExtractor:
 
 COMPUTE_BATCH = 8  # fixed model batch: CPU kernels are chosen by batch shape, so a fixed shape
 # (last chunk zero-padded) makes an image's embedding bitwise independent of loader batch size,
-# worker count and position; 8 is also the fastest shape measured on 2 CPU cores.
+# worker count and position; 8 is also the fastest shape measured on 2 CPU cores. (The torch
+# thread count is left alone: a different count may change the last bits.)
 
 
 def _chunks(loader, size: int):
@@ -150,9 +151,6 @@ def extract_embeddings(model, paths, transform, batch_size=32, num_workers=1, de
     use_amp = device.type == "cuda"
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    threads = torch.get_num_threads()
-    if device.type == "cpu" and num_workers:  # workers and the model's threads share the cores
-        torch.set_num_threads(max(1, (os.cpu_count() or 2) - num_workers))
     kept, offset = [], 0
     bar = tqdm(total=len(paths), unit="img", disable=not progress, desc="features")
     start = time.perf_counter()
@@ -170,5 +168,4 @@ def extract_embeddings(model, paths, transform, batch_size=32, num_workers=1, de
             bar.update(len(out))
     seconds = time.perf_counter() - start
     bar.close()
-    torch.set_num_threads(threads)
     return (np.concatenate(kept) if kept else None), seconds

@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-STORE_VERSION = 1
+STORE_VERSION = 2  # bump when extraction or preprocessing code changes what an embedding is
 
 
 def feature_key(spec: dict) -> str:
