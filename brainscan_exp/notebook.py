@@ -24,7 +24,7 @@ def compose_config(overrides: list[str] | None = None, output_dir: str | Path | 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=list(overrides or []), return_hydra_config=True)
-    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")  # unique per call
     with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir or PROJECT_ROOT / "logs" / "notebooks" / f"{cfg.task}-{stamp}")
     HydraConfig().set_config(cfg)

@@ -113,7 +113,8 @@ def predict_unlabelled(prep: Prepared, regime: Regime, threshold: float, train: 
                        review_logit_band: float = 1.0, ood_quantile: float = 0.95) -> pd.DataFrame:
     """One row per file of ``sans_label`` (copies included), labelled at the operating point.
 
-    ``uncertainty`` is the binary entropy of p (bits). ``review`` flags what a radiologist should
+    ``uncertainty`` is exp(-|log-odds(p) - log-odds(threshold)|): 1 on the operating point,
+    towards 0 far from it. ``review`` flags what a radiologist should
     see first: images whose log-odds lie within ``review_logit_band`` of the threshold's, and
     images far from the labelled data (cosine distance to the nearest training image above the
     ``ood_quantile`` of the training images' own leave-one-out distances).
@@ -124,10 +125,9 @@ def predict_unlabelled(prep: Prepared, regime: Regime, threshold: float, train: 
     labelled = dict(zip(prep.catalogue.labelled.pixel_hash, prep.catalogue.labelled.file))
     eps = 1e-6
     pc = np.clip(p, eps, 1 - eps)
-    entropy = -(pc * np.log2(pc) + (1 - pc) * np.log2(1 - pc))
-    logit = np.log(pc / (1 - pc))
     t = np.clip(threshold, eps, 1 - eps)
-    near_threshold = np.abs(logit - np.log(t / (1 - t))) < review_logit_band
+    distance = np.abs(np.log(pc / (1 - pc)) - np.log(t / (1 - t)))
+    near_threshold = distance < review_logit_band
     ood_score = _ood_score(prep.X(train), X_pool, ood_quantile)
     far = ood_score > 1.0
     reason = np.where(near_threshold & far, "uncertain+far", np.where(near_threshold, "uncertain", np.where(far, "far from labelled data", "")))
@@ -135,7 +135,7 @@ def predict_unlabelled(prep: Prepared, regime: Regime, threshold: float, train: 
         "file": pool.file.to_numpy(),
         "p_cancer": p,
         "label_pred": np.where(p >= threshold, CLASS_NAMES[1], CLASS_NAMES[0]),
-        "uncertainty": entropy,
+        "uncertainty": np.exp(-distance),
         "ood_score": ood_score,
         "review": near_threshold | far,
         "review_reason": reason,
@@ -156,9 +156,11 @@ def _ood_score(X_train: np.ndarray, X: np.ndarray, quantile: float) -> np.ndarra
 
 
 def score_against_truth(predictions: pd.DataFrame, truth_path: str | Path, threshold: float) -> dict[str, float]:
-    """Evaluation only, after fitting: the truth file's labels of the pool against the predictions."""
+    """Evaluation only, after fitting: the truth file's labels of the pool against the predictions
+    (pool files that are copies of labelled images are left out)."""
     truth = pd.read_csv(truth_path)
-    merged = predictions.merge(truth[["file", "label"]], on="file", how="inner")
+    # copies of labelled images are known already: scoring them would flatter the model
+    merged = predictions[predictions.copy_of_labelled.fillna("") == ""].merge(truth[["file", "label"]], on="file", how="inner")
     if merged.empty:
         raise ValueError(f"{truth_path}: no row matches a predicted file; its 'file' column must be relative to dataset.root")
     y = (merged.label == CLASS_NAMES[1]).astype(int).to_numpy()
