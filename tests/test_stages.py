@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 from mlflow.tracking import MlflowClient
 
 from brainscan_exp.data import load_dataset, repeated_cv_split
@@ -118,3 +117,16 @@ def test_permuted_control_keeps_label_counts():
     permuted = PseudoLabelRegime(TeacherPseudoLabeler(threshold=0.6), permute_pseudo_labels=True, seed=1).pseudo_labels(data)
     assert np.array_equal(plain[0], permuted[0])
     assert sorted(plain[1]) == sorted(permuted[1]) and not np.array_equal(plain[1], permuted[1])
+
+
+def test_label_efficiency_curve(train_cfg):
+    cfg = train_cfg("experiment=label_efficiency", "debug=cv_fast", "cv.label_budgets=[8,all]", "cv.budget_folds=2",
+                    "~cv.regimes.semi", "~cv.regimes.semi_teacher", "~cv.regimes.sup_budget", "~cv.regimes.knn",
+                    "~cv.regimes.self_training", "~cv.regimes.semi_permuted", "~cv.regimes.label_spreading")
+    cv.run(cfg)
+    out = Path(cfg.paths.output_dir)
+    table = pd.read_csv(out / "label_efficiency.csv")
+    assert {"sup", "linear_probe"} <= set(table.regime) and 8 in set(table.n_labels)
+    assert (out / "label_efficiency.png").stat().st_size > 0
+    folds = pd.read_csv(out / "fold_metrics.csv")
+    assert len(folds[folds.label_budget.astype(str) == "all"]) == 2 * 4  # the full protocol is unaffected

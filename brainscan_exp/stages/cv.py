@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -76,19 +77,19 @@ def run_cell(cfg, name, regime_cfg, prep, fold, n_labels, parent: MlflowRun, cac
     key = cell_key(cfg, regime_cfg, prep, fold, n_labels)
     cached = cache_dir / f"{key}.json"
     if cached.exists():
-        return json.loads(cached.read_text())
+        return json.loads(cached.read_text()) | {"label_budget": n_labels or "all"}
     split = repeated_cv_split(prep.catalogue.labelled, fold, cfg.split.n_splits, cfg.split.n_repeats, cfg.split.val_size, cfg.split.seed)
     split = subsample_labels(split, n_labels, cfg.split.val_size, cfg.seed + fold)
     extra_pool = split[split.split == "unused"]
     if len(extra_pool):  # labels withheld for the budget: those images join the pool, unlabelled
-        prep = Prepared(prep.catalogue, prep.backbone, prep.model, prep.mri, prep.store, prep.vectors)
-        prep.catalogue = _with_pool(prep.catalogue, extra_pool)
+        pool = pd.concat([prep.catalogue.pool, extra_pool.drop(columns="split").assign(label=-1)], ignore_index=True)
+        prep = replace(prep, catalogue=replace(prep.catalogue, pool=pool))
     tags = {"regime": name, "fold": fold, "n_labels": n_labels or "all", "protocol": "cv"}
     with MlflowRun(cfg.logger.tracking_uri, cfg.logger.experiment_name, f"{name}-fold{fold}-n{n_labels or 'all'}",
                    parent.tags | tags, parent_run_id=parent.run_id) as child:
         result = fit_and_evaluate(cfg, regime_cfg, prep, split, child, out_dir / "cells" / key, log_curves=cfg.cv.log_curves)
     n_train = int(split.split.isin(["train", "val"]).sum())
-    row = {"regime": name, "fold": fold, "n_labels": n_labels or n_train, "n_train": n_train,
+    row = {"regime": name, "fold": fold, "label_budget": n_labels or "all", "n_labels": n_train, "n_train": n_train,
            "n_test": int((split.split == "test").sum()), **result.metrics,
            "y_test": result.y_test.tolist(), "p_test": result.p_test.tolist()}
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -98,15 +99,9 @@ def run_cell(cfg, name, regime_cfg, prep, fold, n_labels, parent: MlflowRun, cac
     return row
 
 
-def _with_pool(catalogue, extra: pd.DataFrame):
-    from dataclasses import replace
-
-    return replace(catalogue, pool=pd.concat([catalogue.pool, extra.drop(columns="split").assign(label=-1)], ignore_index=True))
-
-
 def aggregate(rows: pd.DataFrame, reference: str, out_dir: Path, tracker: MlflowRun) -> pd.DataFrame:
-    full = rows[rows.n_labels == rows.n_train]
-    metrics = [c for c in full.columns if c not in {"regime", "fold", "n_labels", "n_train", "n_test", "y_test", "p_test", "threshold", "tp", "fp", "tn", "fn", "n"}]
+    full = rows[rows.label_budget.astype(str) == "all"]
+    metrics = [c for c in full.columns if c not in {"regime", "fold", "label_budget", "n_labels", "n_train", "n_test", "y_test", "p_test", "threshold", "tp", "fp", "tn", "fn", "n"}]
     summary = summarise(full, metrics=metrics, n_train=float(full.n_train.mean()), n_test=float(full.n_test.mean()))
     summary.to_csv(out_dir / "summary.csv", index=False)
     report = ["# Repeated stratified CV", "", f"{full.fold.nunique()} folds, reference `{reference}`.", ""]
@@ -127,8 +122,8 @@ def aggregate(rows: pd.DataFrame, reference: str, out_dir: Path, tracker: Mlflow
     for row in summary.itertuples():
         tracker.log_metrics({f"{row.regime}/{row.metric}_mean": row.mean, f"{row.regime}/{row.metric}_ci_low": row.ci_low,
                              f"{row.regime}/{row.metric}_ci_high": row.ci_high})
-    if rows.n_labels.nunique() > 1:
-        table = label_efficiency_table(rows.drop(columns=["y_test", "p_test"]), metrics=["roc_auc", "sensitivity", "specificity"])
+    if rows.label_budget.nunique() > 1:
+        table = label_efficiency_table(rows.drop(columns=["y_test", "p_test", "label_budget"]), metrics=["roc_auc", "sensitivity", "specificity"])
         table.to_csv(out_dir / "label_efficiency.csv", index=False)
         plot_label_efficiency(table, out_dir / "label_efficiency.png", metric="roc_auc")
         tracker.log_artifact(out_dir / "label_efficiency.csv", "aggregate")
