@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from brainscan_exp.data.datamodule import make_dataset
 from brainscan_exp.preprocessing import ImageTransform
 from brainscan_exp.regimes.base import FoldData, TrainContext
-from brainscan_exp.regimes.lightning import _LightningRegime
+from brainscan_exp.regimes.lightning import _LightningRegime, best_checkpoint_callbacks, restore_best
 
 
 class TwoViews(Dataset):
@@ -90,14 +89,10 @@ class ConsistencyRegime(_LightningRegime):
                                      num_workers=ctx.num_workers, generator=generator),
         }
         module = FixMatchModule(ctx.make_module(), self.threshold, self.lambda_u)
-        callbacks = [ModelCheckpoint(dirpath=ctx.out_dir / "checkpoints" / "consistency", monitor="val_loss",
-                                     save_top_k=1, save_weights_only=True, filename="best")]
-        if self.patience:
-            callbacks.append(EarlyStopping(monitor="val_loss", patience=self.patience))
+        callbacks, checkpoint = best_checkpoint_callbacks(ctx, "consistency", self.patience) if len(val) else ([], None)
         trainer = ctx.make_trainer(max_epochs=self.finetune_epochs, callbacks=callbacks)
         trainer.fit(module, train_dataloaders=loaders, val_dataloaders=DataLoader(val, 64) if len(val) else None)
-        if callbacks[0].best_model_path:
-            module.load_state_dict(torch.load(callbacks[0].best_model_path, map_location="cpu", weights_only=False)["state_dict"])
+        restore_best(module, checkpoint)
         self.steps_ = trainer.global_step
         self._remember(module, ctx)
         return self

@@ -25,6 +25,19 @@ def _inputs(data_X, paths, ctx: TrainContext):
     return data_X if ctx.finetune == "frozen" else paths
 
 
+def best_checkpoint_callbacks(ctx: TrainContext, stage: str, patience: int | None):
+    """Keep the weights of the best validation loss (and stop early with ``patience``)."""
+    checkpoint = ModelCheckpoint(dirpath=ctx.out_dir / "checkpoints" / stage, monitor="val_loss",
+                                 save_top_k=1, save_weights_only=True, filename="best")
+    callbacks = [checkpoint] + ([EarlyStopping(monitor="val_loss", patience=patience)] if patience else [])
+    return callbacks, checkpoint
+
+
+def restore_best(module, checkpoint: ModelCheckpoint | None) -> None:
+    if checkpoint is not None and checkpoint.best_model_path:
+        module.load_state_dict(torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)["state_dict"])
+
+
 class _LightningRegime(Regime):
     def __init__(self, finetune_epochs: int = 60, patience: int | None = 10):
         self.finetune_epochs = finetune_epochs
@@ -32,28 +45,23 @@ class _LightningRegime(Regime):
 
     def _fit_phase(self, module, stage: str, train_set, val_set, ctx: TrainContext, max_epochs: int, patience):
         module.stage_name = stage
-        callbacks = []
-        has_val = val_set is not None and len(val_set) > 0
-        checkpoint = None
-        if has_val:
-            checkpoint = ModelCheckpoint(dirpath=ctx.out_dir / "checkpoints" / stage, monitor="val_loss",
-                                         save_top_k=1, save_weights_only=True, filename="best")
-            callbacks.append(checkpoint)
-            if patience:
-                callbacks.append(EarlyStopping(monitor="val_loss", patience=patience))
+        callbacks, checkpoint = best_checkpoint_callbacks(ctx, stage, patience) if val_set is not None and len(val_set) else ([], None)
         trainer = ctx.make_trainer(max_epochs=max_epochs, callbacks=callbacks)
         dm = TumourDataModule(train_set, val_set, batch_size=ctx.batch_size, num_workers=ctx.num_workers, seed=ctx.seed)
         trainer.fit(module, datamodule=dm)
-        if checkpoint is not None and checkpoint.best_model_path:
-            state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
-            module.load_state_dict(state)
+        restore_best(module, checkpoint)
         self.steps_ = getattr(self, "steps_", 0) + trainer.global_step
         return module
 
+    @staticmethod
+    def _val_set(data: FoldData, ctx: TrainContext):
+        if not len(data.y_val):
+            return None
+        return make_dataset(_inputs(data.X_val, data.paths_val, ctx), data.y_val, ctx.eval_transform)
+
     def _finetune(self, module, data: FoldData, ctx: TrainContext, extra_epochs: int = 0, patience="default"):
         train = make_dataset(_inputs(data.X_train, data.paths_train, ctx), data.y_train, ctx.train_transform)
-        val = make_dataset(_inputs(data.X_val, data.paths_val, ctx), data.y_val, ctx.eval_transform) if len(data.y_val) else None
-        return self._fit_phase(module, "finetune", train, val, ctx, self.finetune_epochs + extra_epochs,
+        return self._fit_phase(module, "finetune", train, self._val_set(data, ctx), ctx, self.finetune_epochs + extra_epochs,
                                self.patience if patience == "default" else patience)
 
     def predict_proba(self, X: np.ndarray, paths=None) -> np.ndarray:
@@ -131,8 +139,7 @@ class PseudoLabelRegime(_LightningRegime):
         if len(keep) and self.pretrain_epochs:
             pool_inputs = data.X_pool[keep] if ctx.finetune == "frozen" else [data.paths_pool[i] for i in keep]
             train = make_dataset(pool_inputs, labels, ctx.train_transform)
-            val = make_dataset(_inputs(data.X_val, data.paths_val, ctx), data.y_val, ctx.eval_transform) if len(data.y_val) else None
-            module = self._fit_phase(module, "pretrain", train, val, ctx, self.pretrain_epochs, patience=None)
+            module = self._fit_phase(module, "pretrain", train, self._val_set(data, ctx), ctx, self.pretrain_epochs, patience=None)
         else:
             log.warning("no pseudo-label kept: semi falls back to fine-tuning only")
         module = self._finetune(module, data, ctx)

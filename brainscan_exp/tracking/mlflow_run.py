@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -93,8 +94,9 @@ class MlflowRun:
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         clean = {k.replace("@", "_at_"): float(v) for k, v in metrics.items() if v is not None}
+        now = int(time.time() * 1000)
         if clean:
-            self.client.log_batch(self.run_id, metrics=[mlflow.entities.Metric(k, v, int(__import__("time").time() * 1000), step or 0) for k, v in clean.items()])
+            self.client.log_batch(self.run_id, metrics=[mlflow.entities.Metric(k, v, now, step or 0) for k, v in clean.items()])
 
     def log_params(self, params: dict[str, Any]) -> None:
         items = [mlflow.entities.Param(k, str(v)[:6000]) for k, v in params.items()]
