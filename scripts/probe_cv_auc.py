@@ -27,6 +27,7 @@ Usage::
     python scripts/probe_cv_auc.py                                  # brief dataset, default preprocessing
     python scripts/probe_cv_auc.py --preprocess default mri         # compare both
     python scripts/probe_cv_auc.py --limit 40                       # quick smoke test (20 per class)
+    python scripts/probe_cv_auc.py --out-indices head 2 3 4         # which stage gives the embedding
 
 Results go to ``scripts/results/probe_cv_auc_<dataset>.json`` (``..._limit<N>.json`` with --limit),
 one entry per (backbone, preprocess), merged with the entries already in the file.
@@ -54,6 +55,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--root", default=str(DEFAULT_ROOT), help="dataset folder (avec_labels/{cancer,normal}, sans_label)")
     p.add_argument("--backbone", default="tf_efficientnet_lite0")
     p.add_argument("--weights", default="imagenet")
+    p.add_argument("--out-indices", nargs="+", default=["3"],
+                   help="timm feature stages pooled into the embedding (the package default: 3); 'head' = the final pooled features. "
+                        "Several values are probed one after the other, e.g. --out-indices head 2 3 4")
     p.add_argument("--preprocess", nargs="+", choices=["default", "mri"], default=["default"],
                    help="MRI preprocessing variants to probe (default: identity; mri: head crop + percentile + CLAHE)")
     p.add_argument("--C", type=float, default=DEFAULT_C, help="inverse L2 strength, fixed a priori (default 0.1)")
@@ -133,13 +137,13 @@ def main(argv=None) -> dict:
     print(f"{dataset}: {len(frame)} distinct labelled images ({int(y.sum())} cancer, {int((y == 0).sum())} normal); "
           f"catalogue in {catalogue_seconds:.1f} s", flush=True)
 
-    backbone = Backbone(args.backbone, args.weights)
-    model = backbone.build()
     extractor = FeatureExtractor(str(Path(args.cache_dir) / "features"), batch_size=args.batch_size,
                                  num_workers=args.num_workers, progress=False)
     paths_by_hash = dict(zip(frame.pixel_hash, frame.path))
     results = {}
-    for variant in args.preprocess:
+    for stage, variant in [(s, v) for s in args.out_indices for v in args.preprocess]:
+        backbone = Backbone(args.backbone, args.weights, out_indices=None if stage == "head" else [int(stage)])
+        model = backbone.build()
         mri = make_mri(variant)
         store, stats = extractor.run(paths_by_hash, backbone, mri, model)
         vectors = store.load(list(paths_by_hash))
@@ -147,16 +151,16 @@ def main(argv=None) -> dict:
         start = time.perf_counter()
         res = cv_auc(X, y, args.C)
         res.update(
-            backbone=args.backbone, weights=args.weights, preprocess=variant, mri=mri.as_dict(), C=args.C,
+            backbone=args.backbone, weights=args.weights, out_indices=backbone.out_indices, preprocess=variant, mri=mri.as_dict(), C=args.C,
             cv=f"RepeatedStratifiedKFold(n_splits={N_SPLITS}, n_repeats={N_REPEATS}, random_state={SEED})",
             classifier=f"make_pipeline(StandardScaler(), LogisticRegression(C={args.C}, max_iter=5000))",
             n_images=len(y), n_cancer=int(y.sum()), n_normal=int((y == 0).sum()), embedding_dim=int(X.shape[1]),
             feature_key=store.key, feature_stats=stats, cv_seconds=time.perf_counter() - start,
         )
-        results[f"{args.backbone}/{variant}"] = res
+        results[f"{args.backbone}/{variant}/{'head' if stage == 'head' else f'stage{stage}'}"] = res
         computed = (f"{stats['n_computed']}/{stats['n_images']} computed ({stats['images_per_s']:.1f} img/s)"
                     if stats["n_computed"] else "all from the cache")
-        print(f"[{args.backbone} / {variant}] ROC-AUC {res['auc_mean']:.3f} +- {res['auc_std']:.3f} (fold std), "
+        print(f"[{args.backbone} / {variant} / out_indices={backbone.out_indices}] ROC-AUC {res['auc_mean']:.3f} +- {res['auc_std']:.3f} (fold std), "
               f"95% CI of the mean [{res['auc_ci95'][0]:.3f}, {res['auc_ci95'][1]:.3f}]; features: {computed}", flush=True)
 
     previous = {}

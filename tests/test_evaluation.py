@@ -288,3 +288,59 @@ def test_figures_write_png(tmp_path):
     for path in paths:
         assert path.exists() and path.stat().st_size > 1000
         assert path.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_conformal_threshold_is_the_kth_lowest_tumour_score():
+    y = np.array([1] * 19 + [0] * 5)
+    p = np.r_[np.linspace(0.3, 0.9, 19), np.full(5, 0.1)]
+    # k = floor(20 * 0.05) = 1: the lowest tumour score, every validation tumour detected
+    assert choose_threshold(y, p, 0.95, rule="conformal") == pytest.approx(0.3)
+    y2 = np.r_[np.ones(59, int), np.zeros(5, int)]
+    p2 = np.r_[np.arange(59) / 100, np.zeros(5)]
+    assert choose_threshold(y2, p2, 0.95, rule="conformal") == pytest.approx(0.02)  # k = floor(60 * 0.05) = 3
+    with pytest.raises(ValueError, match="rule"):
+        choose_threshold(y, p, 0.95, rule="median")
+
+
+def test_conformal_threshold_meets_the_target_on_new_tumours():
+    """Averaged over many draws, the realised sensitivity on fresh tumours reaches the target;
+    the highest-threshold rule falls short (it has no margin)."""
+    rng = np.random.default_rng(0)
+    realised = {"conformal": [], "highest": []}
+    for _ in range(400):
+        y = np.r_[np.ones(40, int), np.zeros(40, int)]
+        sigmoid = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+        scores = sigmoid(np.r_[rng.normal(2, 1, 40), rng.normal(0, 1, 40)])
+        fresh = sigmoid(rng.normal(2, 1, 2000))
+        for rule in realised:
+            realised[rule].append((fresh >= choose_threshold(y, scores, 0.95, rule=rule)).mean())
+    assert np.mean(realised["conformal"]) >= 0.95
+    assert np.mean(realised["highest"]) < np.mean(realised["conformal"])
+
+
+def test_tolerance_threshold_follows_wilks():
+    """k-th lowest tumour score, k the largest with P(Beta(n+1-k, k) >= target) >= confidence."""
+    p100 = np.r_[np.arange(1, 101) / 200, np.zeros(10)]
+    y100 = np.r_[np.ones(100, int), np.zeros(10, int)]
+    # n = 100, target 0.95: P = 0.994 (k=1), 0.963 (k=2), 0.882 (k=3) -> k = 2 at confidence 0.9
+    assert choose_threshold(y100, p100, 0.95, rule="tolerance", confidence=0.9) == pytest.approx(2 / 200)
+    assert choose_threshold(y100, p100, 0.95, rule="tolerance", confidence=0.8) == pytest.approx(3 / 200)
+    y8, p8 = np.r_[np.ones(8, int), np.zeros(3, int)], np.r_[np.linspace(0.4, 0.9, 8), np.zeros(3)]
+    with pytest.warns(RuntimeWarning, match="8 tumours"):
+        assert choose_threshold(y8, p8, 0.95, rule="tolerance") == pytest.approx(0.4)
+
+
+def test_tolerance_threshold_holds_with_the_stated_confidence():
+    """Over many calibration draws, the share reaching 0.95 on fresh tumours is >= the confidence,
+    where the conformal rule only meets the target on average."""
+    rng = np.random.default_rng(1)
+    sigmoid = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+    reached = {"tolerance": [], "conformal": []}
+    for _ in range(300):
+        y = np.r_[np.ones(60, int), np.zeros(20, int)]
+        scores = sigmoid(np.r_[rng.normal(2, 1, 60), rng.normal(0, 1, 20)])
+        fresh = sigmoid(rng.normal(2, 1, 4000))
+        for rule in reached:
+            reached[rule].append((fresh >= choose_threshold(y, scores, 0.95, rule=rule, confidence=0.9)).mean() >= 0.95)
+    assert np.mean(reached["tolerance"]) >= 0.85  # 0.9 up to the Monte-Carlo noise of 300 draws
+    assert np.mean(reached["conformal"]) < 0.75

@@ -57,8 +57,23 @@ def _check_binary(y_true, p) -> tuple[np.ndarray, np.ndarray]:
     return y.astype(int), s
 
 
-def choose_threshold(y_true, p, target_sensitivity: float = 0.95) -> float:
+THRESHOLD_RULES = ("tolerance", "conformal", "highest")
+
+
+def choose_threshold(y_true, p, target_sensitivity: float = 0.95, rule: str = "highest", confidence: float = 0.9) -> float:
     """Operating point for deployment, to be chosen on a validation split.
+
+    Three rules, from the most to the least cautious; each takes the k-th lowest tumour score of
+    the ``n`` validation tumours as the threshold (tumours exchangeable with the validation ones):
+
+    * ``tolerance`` (the runs' default): the largest k for which the sensitivity on *new* tumours
+      reaches the target with probability >= ``confidence`` (Wilks' distribution-free tolerance
+      limit: the coverage of the k-th lowest score is Beta(n + 1 - k, k)). With 50 tumours at
+      0.95 / 0.9 that is the lowest tumour score; when even k = 1 falls short (fewer than ~45
+      tumours), the lowest score, with a warning: the guarantee needs more labelled tumours.
+    * ``conformal``: k = floor((n + 1) * (1 - target)): the *expected* sensitivity meets the
+      target, but with 50 tumours one calibration in two lands below it.
+    * ``highest``, described below: no margin at all.
 
     Returns the highest threshold ``t`` such that predicting cancer for
     ``p >= t`` reaches ``target_sensitivity`` on ``(y_true, p)``: among all
@@ -85,6 +100,24 @@ def choose_threshold(y_true, p, target_sensitivity: float = 0.95) -> float:
             stacklevel=2,
         )
         return 0.5
+    positives = np.sort(s[y == 1])
+    if rule == "conformal":
+        k = int(np.floor((len(positives) + 1) * (1.0 - target_sensitivity) + 1e-9))
+        return float(positives[max(k, 1) - 1])
+    if rule == "tolerance":
+        from scipy.stats import beta
+
+        n = len(positives)
+        met = [k for k in range(1, n + 1) if beta.sf(target_sensitivity, n + 1 - k, k) >= confidence]
+        if not met:
+            warnings.warn(
+                f"choose_threshold: {n} tumours cannot show sensitivity >= {target_sensitivity} with confidence "
+                f"{confidence} (P = {beta.sf(target_sensitivity, n, 1):.2f} at the lowest tumour score, used as threshold)",
+                RuntimeWarning, stacklevel=2,
+            )
+        return float(positives[(met[-1] if met else 1) - 1])
+    if rule != "highest":
+        raise ValueError(f"threshold rule must be one of {THRESHOLD_RULES}, got {rule!r}")
     # Thresholds are decreasing, tpr is non-decreasing: the first index that meets
     # the target is the highest admissible threshold. thresholds[0] is +inf with
     # tpr 0, never selected because target > 0. The tolerance only absorbs

@@ -89,6 +89,7 @@ class FeatureExtractor:
             "backbone": backbone.name,
             "weights_digest": digest,
             "grey_mode": backbone.grey_mode,
+            "out_indices": backbone.out_indices,
             "data_config": backbone.data_config,
             "mri": mri.as_dict(),
             "fast_decode": self.fast_decode,

@@ -93,22 +93,47 @@ def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     return {re.sub(r"^(module\.|model\.|backbone\.)+", "", k): v for k, v in state.items() if torch.is_tensor(v)}
 
 
+class StagePooling(nn.Module):
+    """Embedding = global-average-pooled maps of some of timm's feature stages, concatenated.
+
+    Why: ImageNet's last stage encodes object parts of natural photos; the mid-level stages
+    (textures, edges, blobs at stride 16) transfer better to MRI. Layers after the last stage
+    used are pruned (timm's ``prune_intermediate_layers``), so they cost nothing and get no grad.
+    """
+
+    def __init__(self, model: nn.Module, out_indices: list[int]):
+        super().__init__()
+        self.out_indices = sorted(int(i) for i in out_indices)
+        model.prune_intermediate_layers(self.out_indices, prune_norm=True, prune_head=True)
+        self.model = model
+        self.num_features = sum(model.feature_info[i]["num_chs"] for i in self.out_indices)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        maps = self.model.forward_intermediates(x, indices=self.out_indices, intermediates_only=True)
+        return torch.cat([m.mean(dim=(2, 3)) for m in maps], dim=1)
+
+
 @dataclass
 class Backbone:
     """A named timm backbone plus where its weights come from and how it sees greyscale input.
 
     ``grey_mode``: ``replicate`` copies the MRI channel three times (ImageNet stem unchanged);
     ``adapt_conv`` feeds one channel and sums the stem filters over RGB, as timm does.
+    ``out_indices``: timm feature stages (``model.feature_info``) whose pooled maps form the
+    embedding; ``None`` keeps the model's own pooled output (after its last stage and head conv).
     """
 
     name: str = "tf_efficientnet_lite0"
     weights: str = "imagenet"
     grey_mode: str = "replicate"
     drop_rate: float = 0.0
+    out_indices: list[int] | None = None
 
     def __post_init__(self):
         if self.grey_mode not in {"replicate", "adapt_conv"}:
             raise ValueError(f"backbone.grey_mode must be 'replicate' or 'adapt_conv', got {self.grey_mode!r}")
+        if self.out_indices is not None:
+            self.out_indices = [int(i) for i in self.out_indices]
 
     @property
     def in_chans(self) -> int:
@@ -199,7 +224,22 @@ class Backbone:
                 )
             if result.unexpected_keys:
                 log.warning("ignored %d checkpoint keys not in %s: %s", len(result.unexpected_keys), self.name, result.unexpected_keys[:5])
-        return model
+        return self._embedding_model(model)
+
+    def _embedding_model(self, model: nn.Module) -> nn.Module:
+        if self.out_indices is None:
+            return model
+        info = getattr(model, "feature_info", None)
+        if info is None or not hasattr(model, "forward_intermediates"):
+            raise ValueError(f"backbone {self.name} has no timm feature stages: set backbone.out_indices=null")
+        n_stages = len(info)
+        bad = [i for i in self.out_indices if not 0 <= i < n_stages]
+        if bad or not self.out_indices:
+            raise ValueError(
+                f"backbone.out_indices={self.out_indices}: {self.name} has feature stages 0..{n_stages - 1} "
+                f"(strides {[f['reduction'] for f in info]}); pick from those, or null for the final embedding"
+            )
+        return StagePooling(model, self.out_indices)
 
     @staticmethod
     def digest(model: nn.Module) -> str:

@@ -31,6 +31,14 @@ class FoldData:
         y = np.concatenate([self.y_train, np.full(len(self.X_pool), -1)])
         return X, y
 
+    def with_val_in_train(self) -> "FoldData":
+        """Validation images join the training set (for regimes that do not early-stop)."""
+        return FoldData(
+            np.concatenate([self.X_train, self.X_val]), np.concatenate([self.y_train, self.y_val]),
+            self.X_val[:0], self.y_val[:0], self.X_pool,
+            list(self.paths_train) + list(self.paths_val), [], self.paths_pool,
+        )
+
 
 @dataclass
 class TrainContext:
@@ -52,6 +60,7 @@ class Regime:
     """fit on a fold, then give P(cancer) for embeddings (frozen) or image paths (full)."""
 
     name = "regime"
+    uses_validation = False  # early-stops or checkpoints on the validation split
 
     def fit(self, data: FoldData, ctx: TrainContext) -> "Regime":
         raise NotImplementedError

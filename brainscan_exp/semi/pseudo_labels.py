@@ -83,12 +83,24 @@ class SpreadingPseudoLabeler(ClassifierMixin, BaseEstimator):
         steps = [StandardScaler()] + ([PCA(n_components, random_state=0)] if n_components else [])
         self.reducer_ = make_pipeline(*steps).fit(X)
         self.spreading_ = LabelSpreading(kernel="knn", n_neighbors=self.n_neighbors, alpha=self.alpha, max_iter=100)
-        self.spreading_.fit(self.reducer_.transform(X), y)
-        dist = self.spreading_.label_distributions_
-        self.confidence_ = dist.max(axis=1)
-        self.transduction_ = np.where(self.confidence_ >= self.threshold, self.spreading_.transduction_, -1)
+        with np.errstate(invalid="ignore", divide="ignore"):  # unreached points: handled below
+            self.spreading_.fit(self.reducer_.transform(X), y)
+        raw = self.spreading_.label_distributions_
+        reached = np.isfinite(raw).all(axis=1) & (raw.sum(axis=1) > 0)
+        self.confidence_ = _no_mass_is_uniform(raw).max(axis=1)
+        self.transduction_ = np.where(reached & (self.confidence_ >= self.threshold), self.spreading_.transduction_, -1)
         self.classes_ = self.spreading_.classes_
         return self
 
     def predict_proba(self, X):
-        return self.spreading_.predict_proba(self.reducer_.transform(X))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return _no_mass_is_uniform(self.spreading_.predict_proba(self.reducer_.transform(X)))
+
+
+def _no_mass_is_uniform(proba: np.ndarray) -> np.ndarray:
+    """A point whose kNN component holds no labelled image gets 0/0 from scikit-learn (NaN):
+    it carries no information, so it gets the uniform distribution instead."""
+    proba = np.array(proba, dtype=float)
+    empty = ~np.isfinite(proba).all(axis=1) | (proba.sum(axis=1) == 0)
+    proba[empty] = 1.0 / proba.shape[1]
+    return proba

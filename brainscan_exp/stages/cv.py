@@ -36,7 +36,7 @@ from brainscan_exp.stages.train import fit_and_evaluate
 from brainscan_exp.tracking.mlflow_run import MlflowRun
 
 log = logging.getLogger(__name__)
-CELL_VERSION = 1
+CELL_VERSION = 2
 
 
 def subsample_labels(split: pd.DataFrame, n_labels: int | None, val_size: float, seed: int) -> pd.DataFrame:
@@ -69,6 +69,7 @@ def cell_key(cfg: DictConfig, regime_cfg: DictConfig, prep: Prepared, fold: int,
         "trainer": OmegaConf.to_container(cfg.trainer, resolve=True) | {"default_root_dir": None},
         "split": {k: v for k, v in OmegaConf.to_container(cfg.split, resolve=True).items() if k != "fold"},
         "fold": fold, "n_labels": n_labels, "seed": cfg.seed, "target_sensitivity": cfg.target_sensitivity,
+        "operating_point": OmegaConf.to_container(cfg.operating_point, resolve=True),
     }
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:20]
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import lightning as L
@@ -26,6 +27,7 @@ from brainscan_exp.evaluation.figures import plot_confusion_matrix, plot_roc_cur
 from brainscan_exp.models.backbones import Backbone
 from brainscan_exp.preprocessing import ImageTransform
 from brainscan_exp.regimes.base import FoldData, Regime, TrainContext
+from brainscan_exp.regimes.out_of_fold import out_of_fold_scores
 from brainscan_exp.stages.common import Prepared, log_config, open_run, output_dir, prepare
 from brainscan_exp.tracking.mlflow_run import MlflowRun
 
@@ -55,6 +57,29 @@ def fold_data(prep: Prepared, split: pd.DataFrame) -> FoldData:
     )
 
 
+def operating_threshold(cfg: DictConfig, regime_cfg: DictConfig, regime: Regime, data: FoldData, ctx: TrainContext,
+                        tracker: MlflowRun) -> float:
+    """Threshold reaching ``target_sensitivity`` by ``operating_point.rule``, on the scores of the
+    validation split (``source=val``) or on out-of-fold scores of every training image (``oof``)."""
+    op = cfg.operating_point
+    if op.source not in {"val", "oof"}:
+        raise ValueError(f"operating_point.source must be val|oof, got {op.source!r}")
+    if op.source == "oof":
+        quiet = replace(ctx, make_trainer=partial(ctx.make_trainer, logger=False))  # inner fits log nothing
+        y, p = out_of_fold_scores(lambda: instantiate(regime_cfg.method), data, quiet, op.inner_folds, op.inner_repeats,
+                                  cfg.split.val_size, cfg.seed)
+    else:
+        y, p = data.y_val, regime.predict_proba(data.X_val, data.paths_val)
+    if not len(p):
+        log.warning("no validation images for the operating point: threshold 0.5")
+        return 0.5
+    threshold = choose_threshold(y, p, cfg.target_sensitivity, rule=op.rule, confidence=op.confidence)
+    tracker.log_metrics({"operating_point/n_scores": float(len(p)),
+                         "operating_point/calibration_sensitivity": float((p[y == 1] >= threshold).mean()),
+                         "operating_point/calibration_specificity": float((p[y == 0] < threshold).mean())})
+    return threshold
+
+
 @dataclass
 class FoldResult:
     regime: Regime
@@ -64,9 +89,26 @@ class FoldResult:
     p_test: np.ndarray
 
 
+def train_context(cfg: DictConfig, regime_cfg: DictConfig, prep: Prepared, out_dir: Path, logger=False,
+                  log=lambda metrics: None) -> TrainContext:
+    """The factories a regime trains with, bound to the run's trainer, model and transforms."""
+    finetune = resolve_finetune(regime_cfg.finetune, prep.backbone)
+    make_trainer, make_model = instantiate(cfg.trainer), instantiate(cfg.model)
+    full = finetune == "full"
+    return TrainContext(
+        make_trainer=partial(make_trainer, logger=logger),
+        make_module=lambda: make_model(in_features=prep.dim, backbone=copy.deepcopy(prep.model) if full else None),
+        finetune=finetune, batch_size=regime_cfg.batch_size, num_workers=regime_cfg.num_workers, seed=cfg.seed,
+        out_dir=out_dir,
+        train_transform=ImageTransform(prep.backbone.data_config, prep.mri, train=True) if full else None,
+        eval_transform=ImageTransform(prep.backbone.data_config, prep.mri, train=False) if full else None,
+        log=log,
+    )
+
+
 def fit_and_evaluate(cfg: DictConfig, regime_cfg: DictConfig, prep: Prepared, split: pd.DataFrame,
                      tracker: MlflowRun, out_dir: Path, log_curves: bool = True) -> FoldResult:
-    """Fit one regime on one fold, choose the operating point on val, score the test split.
+    """Fit one regime on one fold, choose the operating point (``operating_point``), score the test split.
     ``log_curves=False`` keeps per-epoch training curves out of MLflow (the CV protocol's cells)."""
     L.seed_everything(cfg.seed, workers=True)
     finetune = resolve_finetune(regime_cfg.finetune, prep.backbone)
@@ -76,21 +118,13 @@ def fit_and_evaluate(cfg: DictConfig, regime_cfg: DictConfig, prep: Prepared, sp
         MLFlowLogger(experiment_name=cfg.logger.experiment_name, tracking_uri=cfg.logger.tracking_uri, run_id=tracker.run_id)
         if log_curves else False
     )
-    make_trainer, make_model = instantiate(cfg.trainer), instantiate(cfg.model)
-    full = finetune == "full"
-    ctx = TrainContext(
-        make_trainer=lambda **kw: make_trainer(logger=mlf_logger, **kw),
-        make_module=lambda: make_model(in_features=prep.dim, backbone=copy.deepcopy(prep.model) if full else None),
-        finetune=finetune, batch_size=regime_cfg.batch_size, num_workers=regime_cfg.num_workers, seed=cfg.seed,
-        out_dir=out_dir,
-        train_transform=ImageTransform(prep.backbone.data_config, prep.mri, train=True) if full else None,
-        eval_transform=ImageTransform(prep.backbone.data_config, prep.mri, train=False) if full else None,
-        log=tracker.log_metrics,
-    )
-    regime = instantiate(regime_cfg.method).fit(data, ctx)
-
-    p_val = regime.predict_proba(data.X_val, data.paths_val)
-    threshold = choose_threshold(data.y_val, p_val, cfg.target_sensitivity) if len(p_val) else 0.5
+    ctx = train_context(cfg, regime_cfg, prep, out_dir, mlf_logger, tracker.log_metrics)
+    op = cfg.operating_point
+    regime = instantiate(regime_cfg.method)
+    if op.source == "oof" and not regime.uses_validation:
+        data = data.with_val_in_train()  # the threshold no longer needs held-back images
+    regime = regime.fit(data, ctx)
+    threshold = operating_threshold(cfg, regime_cfg, regime, data, ctx, tracker)
     test = split[split.split == "test"]
     y_test = test.label.to_numpy()
     p_test = regime.predict_proba(prep.X(test), test.path.tolist()) if len(test) else np.zeros(0)
