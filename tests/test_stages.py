@@ -28,7 +28,7 @@ def test_features_stage_exports_and_logs_the_grid(train_cfg):
     cfg = train_cfg("task=features", "preprocess=mri")
     features.run(cfg)
     table = pd.read_parquet(Path(cfg.paths.output_dir) / "features.parquet")
-    assert set(table.split) == {"labelled", "pool"} and len(table.vector.iloc[0]) == 1280
+    assert set(table.split) == {"labelled", "pool"} and len(table.vector.iloc[0]) == 112  # Lite0 stage 3 (out_indices=[3])
     client, (run,) = _runs(cfg)
     assert {"features/features.parquet", "features/preprocessing_grid.png"} <= _artifacts(client, run.info.run_id, "features")
     assert run.data.params["preprocess.head_crop"] == "True"
