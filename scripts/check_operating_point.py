@@ -28,17 +28,19 @@ from _common import RESULTS_DIR, env_info, write_json  # noqa: E402
 
 
 def main(overrides: list[str]) -> dict:
+    import tempfile
+
     import numpy as np
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
+    from omegaconf import OmegaConf, open_dict
     from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import RepeatedStratifiedKFold, train_test_split
 
+    from brainscan_exp.data.splits import repeated_cv_split
     from brainscan_exp.evaluation import choose_threshold
     from brainscan_exp.notebook import compose_config
-    from brainscan_exp.regimes import FoldData, out_of_fold_scores
     from brainscan_exp.stages.common import Prepared
-    from brainscan_exp.stages.train import train_context
+    from brainscan_exp.stages.train import fit_and_evaluate
+    from brainscan_exp.tracking.mlflow_run import MlflowRun
 
     cfg = compose_config(["experiment=predict", *overrides])
     start = time.perf_counter()
@@ -47,30 +49,25 @@ def main(overrides: list[str]) -> dict:
     paths_by_hash = dict(zip(catalogue.files.pixel_hash, catalogue.files.path))
     store, _ = instantiate(cfg.features, progress=False).run(paths_by_hash, backbone, mri, model)
     prep = Prepared(catalogue, backbone, model, mri, store, store.load(list(paths_by_hash)))
-    labelled = catalogue.labelled.reset_index(drop=True)
-    X, y, X_pool = prep.X(labelled), labelled.label.to_numpy().astype(int), prep.X(catalogue.pool)
     op = cfg.operating_point
-    out_dir = Path(cfg.paths.output_dir)
-    ctx = train_context(cfg, cfg.regime, prep, out_dir)
-    outer = RepeatedStratifiedKFold(n_splits=cfg.split.n_splits, n_repeats=cfg.split.n_repeats, random_state=cfg.split.seed)
     counts = {rule: np.zeros(4, int) for rule in ("tolerance", "conformal", "highest")}  # tp, fn, tn, fp
     aucs = []
-    for k, (train, test) in enumerate(outer.split(X, y)):
-        data = FoldData(X[train], y[train], X[:0], y[:0], X_pool)
-        regime = instantiate(cfg.regime.method)
-        if regime.uses_validation:  # as in the predict task: such regimes keep an early-stopping split
-            fit, val = train_test_split(train, test_size=cfg.split.val_size, stratify=y[train], random_state=cfg.seed + k)
-            data = FoldData(X[fit], y[fit], X[val], y[val], X_pool)
-        regime = regime.fit(data, ctx)
-        y_oof, p_oof = out_of_fold_scores(lambda: instantiate(cfg.regime.method), data, ctx, op.inner_folds,
-                                          op.inner_repeats, cfg.split.val_size, cfg.seed + k)
-        p_test = regime.predict_proba(X[test])
-        aucs.append(roc_auc_score(y[test], p_test))
-        for rule, c in counts.items():
-            t = choose_threshold(y_oof, p_oof, cfg.target_sensitivity, rule=rule, confidence=op.confidence)
-            hit = p_test >= t
-            c += [(hit & (y[test] == 1)).sum(), (~hit & (y[test] == 1)).sum(), (~hit & (y[test] == 0)).sum(), (hit & (y[test] == 0)).sum()]
-        print(f"fold {k}: auc {aucs[-1]:.3f}", flush=True)
+    n_folds = cfg.split.n_splits * cfg.split.n_repeats
+    with tempfile.TemporaryDirectory() as scratch:  # the fits' MLflow metrics and checkpoints are not kept
+        with open_dict(cfg):
+            cfg.logger.tracking_uri = f"sqlite:///{scratch}/mlflow.db"
+        with MlflowRun(cfg.logger.tracking_uri, "check_operating_point") as tracker:
+            for k in range(n_folds):
+                # exactly the predict task's fit and operating point, on the outer training part
+                split = repeated_cv_split(catalogue.labelled, k, cfg.split.n_splits, cfg.split.n_repeats, cfg.split.val_size, cfg.split.seed)
+                result = fit_and_evaluate(cfg, cfg.regime, prep, split, tracker, Path(scratch) / f"fold{k}", log_curves=False)
+                y_test, p_test = result.y_test, result.p_test
+                aucs.append(roc_auc_score(y_test, p_test))
+                for rule, c in counts.items():
+                    t = choose_threshold(*result.calibration, cfg.target_sensitivity, rule=rule, confidence=op.confidence)
+                    hit = p_test >= t
+                    c += [(hit & (y_test == 1)).sum(), (~hit & (y_test == 1)).sum(), (~hit & (y_test == 0)).sum(), (hit & (y_test == 0)).sum()]
+                print(f"fold {k}: auc {aucs[-1]:.3f}", flush=True)
     realised = {rule: {"sensitivity": c[0] / (c[0] + c[1]), "specificity": c[2] / (c[2] + c[3]),
                        "tp": int(c[0]), "fn": int(c[1]), "tn": int(c[2]), "fp": int(c[3])} for rule, c in counts.items()}
     payload = {
@@ -82,8 +79,8 @@ def main(overrides: list[str]) -> dict:
         "preprocess": OmegaConf.to_container(cfg.preprocess),
         "operating_point": OmegaConf.to_container(op),
         "target_sensitivity": cfg.target_sensitivity,
-        "outer_cv": f"RepeatedStratifiedKFold({cfg.split.n_splits}x{cfg.split.n_repeats}, seed {cfg.split.seed})",
-        "n_labelled": len(y),
+        "outer_cv": f"repeated_cv_split: RepeatedStratifiedKFold({cfg.split.n_splits}x{cfg.split.n_repeats}, seed {cfg.split.seed})",
+        "n_labelled": len(catalogue.labelled),
         "roc_auc_mean": float(np.mean(aucs)),
         "roc_auc_folds": [float(a) for a in aucs],
         "realised_on_outer_test_folds": realised,

@@ -40,6 +40,7 @@ def restore_best(module, checkpoint: ModelCheckpoint | None) -> None:
 
 class _LightningRegime(Regime):
     uses_validation = True
+
     def __init__(self, finetune_epochs: int = 60, patience: int | None = 10):
         self.finetune_epochs = finetune_epochs
         self.patience = patience

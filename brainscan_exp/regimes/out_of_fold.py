@@ -25,9 +25,9 @@ def out_of_fold_scores(make_regime: Callable[[], Regime], data: FoldData, ctx: T
     Each inner fit sees the pool as usual. Regimes that early-stop on a validation split
     (``uses_validation``) get one carved from the inner training part, never the scored fold.
     """
-    X = np.concatenate([data.X_train, data.X_val])
-    y = np.concatenate([data.y_train, data.y_val]).astype(int)
-    paths = np.asarray(list(data.paths_train) + list(data.paths_val), dtype=object)
+    every = data.with_val_in_train()
+    X, y = every.X_train, every.y_train.astype(int)
+    paths = np.asarray(every.paths_train, dtype=object)
     has_paths = len(paths) == len(y)
     n_splits = min(n_splits, int(np.bincount(y, minlength=2).min()))
     if n_splits < 2:
@@ -36,13 +36,13 @@ def out_of_fold_scores(make_regime: Callable[[], Regime], data: FoldData, ctx: T
     scores = np.full((n_repeats, len(y)), np.nan)
     for i, (train, test) in enumerate(cv.split(X, y)):
         fit_idx, val_idx = train, train[:0]
-        probe = make_regime()
-        if getattr(probe, "uses_validation", False) and val_size > 0:
+        regime = make_regime()
+        if regime.uses_validation and val_size > 0:
             fit_idx, val_idx = train_test_split(train, test_size=val_size, stratify=y[train], random_state=seed + i)
         inner = FoldData(
             X[fit_idx], y[fit_idx], X[val_idx], y[val_idx], data.X_pool,
             list(paths[fit_idx]) if has_paths else [], list(paths[val_idx]) if has_paths else [], data.paths_pool,
         )
-        regime = probe.fit(inner, replace(ctx, out_dir=ctx.out_dir / "out_of_fold" / f"fit{i}", log=lambda metrics: None))
+        regime = regime.fit(inner, replace(ctx, out_dir=ctx.out_dir / "out_of_fold" / f"fit{i}", log=lambda metrics: None))
         scores[i // n_splits, test] = regime.predict_proba(X[test], list(paths[test]) if has_paths else None)
     return y, scores.mean(axis=0)

@@ -86,9 +86,8 @@ class SpreadingPseudoLabeler(ClassifierMixin, BaseEstimator):
         with np.errstate(invalid="ignore", divide="ignore"):  # unreached points: handled below
             self.spreading_.fit(self.reducer_.transform(X), y)
         raw = self.spreading_.label_distributions_
-        reached = np.isfinite(raw).all(axis=1) & (raw.sum(axis=1) > 0)
         self.confidence_ = _no_mass_is_uniform(raw).max(axis=1)
-        self.transduction_ = np.where(reached & (self.confidence_ >= self.threshold), self.spreading_.transduction_, -1)
+        self.transduction_ = np.where(~_unreached(raw) & (self.confidence_ >= self.threshold), self.spreading_.transduction_, -1)
         self.classes_ = self.spreading_.classes_
         return self
 
@@ -97,10 +96,13 @@ class SpreadingPseudoLabeler(ClassifierMixin, BaseEstimator):
             return _no_mass_is_uniform(self.spreading_.predict_proba(self.reducer_.transform(X)))
 
 
+def _unreached(proba: np.ndarray) -> np.ndarray:
+    """Rows of points whose kNN component holds no labelled image: 0/0 in scikit-learn (NaN)."""
+    return ~np.isfinite(proba).all(axis=1) | (proba.sum(axis=1) == 0)
+
+
 def _no_mass_is_uniform(proba: np.ndarray) -> np.ndarray:
-    """A point whose kNN component holds no labelled image gets 0/0 from scikit-learn (NaN):
-    it carries no information, so it gets the uniform distribution instead."""
+    """An unreached point carries no information, so it gets the uniform distribution."""
     proba = np.array(proba, dtype=float)
-    empty = ~np.isfinite(proba).all(axis=1) | (proba.sum(axis=1) == 0)
-    proba[empty] = 1.0 / proba.shape[1]
+    proba[_unreached(proba)] = 1.0 / proba.shape[1]
     return proba

@@ -57,22 +57,26 @@ def fold_data(prep: Prepared, split: pd.DataFrame) -> FoldData:
     )
 
 
-def operating_threshold(cfg: DictConfig, regime_cfg: DictConfig, regime: Regime, data: FoldData, ctx: TrainContext,
-                        tracker: MlflowRun) -> float:
-    """Threshold reaching ``target_sensitivity`` by ``operating_point.rule``, on the scores of the
-    validation split (``source=val``) or on out-of-fold scores of every training image (``oof``)."""
+def calibration_scores(cfg: DictConfig, regime_cfg: DictConfig, regime: Regime, data: FoldData,
+                       ctx: TrainContext) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, scores) the operating point is read from: the validation split (``source=val``)
+    or out-of-fold scores of every training image (``oof``)."""
     op = cfg.operating_point
     if op.source not in {"val", "oof"}:
         raise ValueError(f"operating_point.source must be val|oof, got {op.source!r}")
     if op.source == "oof":
         quiet = replace(ctx, make_trainer=partial(ctx.make_trainer, logger=False))  # inner fits log nothing
-        y, p = out_of_fold_scores(lambda: instantiate(regime_cfg.method), data, quiet, op.inner_folds, op.inner_repeats,
+        return out_of_fold_scores(lambda: instantiate(regime_cfg.method), data, quiet, op.inner_folds, op.inner_repeats,
                                   cfg.split.val_size, cfg.seed)
-    else:
-        y, p = data.y_val, regime.predict_proba(data.X_val, data.paths_val)
+    return data.y_val, regime.predict_proba(data.X_val, data.paths_val)
+
+
+def operating_threshold(cfg: DictConfig, y: np.ndarray, p: np.ndarray, tracker: MlflowRun) -> float:
+    """Threshold reaching ``target_sensitivity`` by ``operating_point.rule`` on the calibration scores."""
     if not len(p):
         log.warning("no validation images for the operating point: threshold 0.5")
         return 0.5
+    op = cfg.operating_point
     threshold = choose_threshold(y, p, cfg.target_sensitivity, rule=op.rule, confidence=op.confidence)
     tracker.log_metrics({"operating_point/n_scores": float(len(p)),
                          "operating_point/calibration_sensitivity": float((p[y == 1] >= threshold).mean()),
@@ -87,6 +91,7 @@ class FoldResult:
     metrics: dict[str, float]
     y_test: np.ndarray
     p_test: np.ndarray
+    calibration: tuple[np.ndarray, np.ndarray]  # (labels, scores) the threshold was read from
 
 
 def train_context(cfg: DictConfig, regime_cfg: DictConfig, prep: Prepared, out_dir: Path, logger=False,
@@ -111,26 +116,25 @@ def fit_and_evaluate(cfg: DictConfig, regime_cfg: DictConfig, prep: Prepared, sp
     """Fit one regime on one fold, choose the operating point (``operating_point``), score the test split.
     ``log_curves=False`` keeps per-epoch training curves out of MLflow (the CV protocol's cells)."""
     L.seed_everything(cfg.seed, workers=True)
-    finetune = resolve_finetune(regime_cfg.finetune, prep.backbone)
-    tracker.set_tags({"finetune": finetune})
     data = fold_data(prep, split)
     mlf_logger = (
         MLFlowLogger(experiment_name=cfg.logger.experiment_name, tracking_uri=cfg.logger.tracking_uri, run_id=tracker.run_id)
         if log_curves else False
     )
     ctx = train_context(cfg, regime_cfg, prep, out_dir, mlf_logger, tracker.log_metrics)
-    op = cfg.operating_point
+    tracker.set_tags({"finetune": ctx.finetune})
     regime = instantiate(regime_cfg.method)
-    if op.source == "oof" and not regime.uses_validation:
+    if cfg.operating_point.source == "oof" and not regime.uses_validation:
         data = data.with_val_in_train()  # the threshold no longer needs held-back images
     regime = regime.fit(data, ctx)
-    threshold = operating_threshold(cfg, regime_cfg, regime, data, ctx, tracker)
+    y_cal, p_cal = calibration_scores(cfg, regime_cfg, regime, data, ctx)
+    threshold = operating_threshold(cfg, y_cal, p_cal, tracker)
     test = split[split.split == "test"]
     y_test = test.label.to_numpy()
     p_test = regime.predict_proba(prep.X(test), test.path.tolist()) if len(test) else np.zeros(0)
     metrics = binary_metrics(y_test, p_test, threshold) if len(test) else {}
     tracker.log_metrics({f"test/{k}": v for k, v in metrics.items()})
-    return FoldResult(regime, threshold, metrics, y_test, p_test)
+    return FoldResult(regime, threshold, metrics, y_test, p_test, (y_cal, p_cal))
 
 
 def log_evaluation(result: FoldResult, test_files: pd.Series, tracker: MlflowRun, out_dir: Path, title: str) -> None:
