@@ -26,7 +26,15 @@ def run_task(cfg: DictConfig) -> float | None:
         from brainscan_exp.stages.cv import run
 
         metrics = run(cfg)
+    elif cfg.task == "predict":
+        from brainscan_exp.stages.predict import run
+
+        metrics = run(cfg)
+    elif cfg.task == "generalization":
+        from brainscan_exp.stages.generalization import run
+
+        metrics = run(cfg)
     else:
-        raise ValueError(f"unknown task={cfg.task!r}: choose train, features, cluster or cv")
+        raise ValueError(f"unknown task={cfg.task!r}: choose train, features, cluster, cv, predict or generalization")
     name = cfg.get("optimized_metric")
     return metrics.get(name) if name and metrics else None

@@ -53,13 +53,12 @@ def test_scored_fold_is_never_fitted_or_validated_on(tmp_path):
         assert not scored & train and not scored & val
 
 
-def test_predict_uses_out_of_fold_threshold(train_cfg):
+def test_train_stage_uses_out_of_fold_threshold(train_cfg):
     from mlflow import MlflowClient
 
     from brainscan_exp.stages.train import run
 
-    cfg = train_cfg("experiment=predict", "split.test_size=0", "regime=linear_probe")
-    assert cfg.operating_point.source == "oof"
+    cfg = train_cfg("split.test_size=0", "regime=linear_probe", "operating_point.source=oof")
     run(cfg)
     client = MlflowClient(cfg.logger.tracking_uri)
     (mlrun,) = client.search_runs([client.get_experiment_by_name(cfg.logger.experiment_name).experiment_id])

@@ -81,9 +81,9 @@ def test_consistency_cpu_path(train_cfg):
     assert "consistency/mask_rate" in mlrun.data.metrics
 
 
-def test_predict_setting_fits_on_every_label(train_cfg):
-    """experiment=predict: no test split, predictions with review flags for the whole pool."""
-    cfg = train_cfg("experiment=predict", "split.test_size=0")  # debug=fast (applied last) sets its own
+def test_train_stage_can_fit_on_every_label(train_cfg):
+    """task=train with no test split: predictions with review flags for the whole pool."""
+    cfg = train_cfg("split.test_size=0", "operating_point.source=oof", "regime=linear_probe")
     run(cfg)
     predictions = pd.read_csv(f"{cfg.paths.output_dir}/predictions.csv")
     splits = pd.read_csv(f"{cfg.paths.output_dir}/splits.csv")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -32,6 +32,30 @@ class Catalogue:
     pool: pd.DataFrame  # distinct unlabelled images that are not copies of labelled ones
     duplicates: pd.DataFrame  # one row per file that shares its pixels with another file
     bad_files: pd.DataFrame  # files left out with on_bad_file=skip
+    near_groups: dict[str, str] = field(default_factory=dict)  # pixel hash -> near-copy group (absent: its own)
+
+    def group_of(self, hashes) -> list[str]:
+        """Near-copy group of each pixel hash: exact copies share a hash, near copies a group."""
+        return [self.near_groups.get(h, h) for h in hashes]
+
+    def with_near_copies(self, near_groups: dict[str, str]) -> "Catalogue":
+        """The catalogue once near copies are known: labelled images carry their group, and pool
+        images in a labelled image's group leave the pool (they are known, not new)."""
+        cat = replace(self, near_groups=dict(near_groups))
+        labelled = cat.labelled.assign(group=cat.group_of(cat.labelled.pixel_hash))
+        pool = cat.pool[~pd.Series(cat.group_of(cat.pool.pixel_hash), index=cat.pool.index).isin(set(labelled.group))]
+        return replace(cat, labelled=labelled.reset_index(drop=True), pool=pool.reset_index(drop=True))
+
+    def unlabelled_files(self) -> pd.DataFrame:
+        """Every ``sans_label`` file (copies included), with ``copy_of``: the labelled file whose
+        pixels or near-copy group it shares ('' if none), and that file's ``copy_label``."""
+        labelled = self.labelled.assign(group=self.group_of(self.labelled.pixel_hash))
+        twin = labelled.drop_duplicates("group").set_index("group")
+        files = self.files[self.files.label < 0].sort_values("file")
+        groups = self.group_of(files.pixel_hash)
+        copy_of = [twin.file.get(g, "") for g in groups]
+        copy_label = [int(twin.label.get(g, -1)) for g in groups]
+        return files[["file", "path", "pixel_hash"]].assign(group=groups, copy_of=copy_of, copy_label=copy_label).reset_index(drop=True)
 
     @property
     def fingerprint(self) -> str:
@@ -128,6 +152,7 @@ def build_catalogue(root: str | Path, cache_dir: str | Path | None = None, on_ba
             + "\nAsk the radiologist which label is right and delete the other copy."
         )
     labelled = labelled_files.sort_values("file").drop_duplicates("pixel_hash").reset_index(drop=True)
+    labelled = labelled.assign(group=labelled.pixel_hash)
     pool = files[(files.label < 0) & ~files.pixel_hash.isin(labelled.pixel_hash)]
     pool = pool.sort_values("file").drop_duplicates("pixel_hash").reset_index(drop=True)
     catalogue = Catalogue(root, files.reset_index(drop=True), labelled, pool, _duplicate_report(files), bad)

@@ -90,6 +90,8 @@ class FeatureExtractor:
             "weights_digest": digest,
             "grey_mode": backbone.grey_mode,
             "out_indices": backbone.out_indices,
+            "pooling": backbone.pooling,
+            "tta": backbone.tta,
             "data_config": backbone.data_config,
             "mri": mri.as_dict(),
             "fast_decode": self.fast_decode,

@@ -101,16 +101,38 @@ class StagePooling(nn.Module):
     used are pruned (timm's ``prune_intermediate_layers``), so they cost nothing and get no grad.
     """
 
-    def __init__(self, model: nn.Module, out_indices: list[int]):
+    def __init__(self, model: nn.Module, out_indices: list[int], pooling: str = "avg", gem_p: float = 3.0):
         super().__init__()
+        if pooling not in {"avg", "gem"}:
+            raise ValueError(f"backbone.pooling must be 'avg' or 'gem', got {pooling!r}")
         self.out_indices = sorted(int(i) for i in out_indices)
         model.prune_intermediate_layers(self.out_indices, prune_norm=True, prune_head=True)
-        self.model = model
+        self.model, self.pooling, self.gem_p = model, pooling, gem_p
         self.num_features = sum(model.feature_info[i]["num_chs"] for i in self.out_indices)
+
+    def pool(self, m: torch.Tensor) -> torch.Tensor:
+        """Average, or generalised mean (GeM, Radenovic et al. 2018): small focal responses such
+        as a tumour weigh more than in an average over the whole slice."""
+        if self.pooling == "avg":
+            return m.mean(dim=(2, 3))
+        return m.clamp(min=1e-6).pow(self.gem_p).mean(dim=(2, 3)).pow(1.0 / self.gem_p)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         maps = self.model.forward_intermediates(x, indices=self.out_indices, intermediates_only=True)
-        return torch.cat([m.mean(dim=(2, 3)) for m in maps], dim=1)
+        return torch.cat([self.pool(m) for m in maps], dim=1)
+
+
+class FlipAverage(nn.Module):
+    """Test-time augmentation: the mean embedding of the image and its left-right mirror (brain
+    slices are near-symmetric and appear mirrored across sources)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.num_features = getattr(model, "num_features", None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (self.model(x) + self.model(torch.flip(x, dims=[3])))
 
 
 @dataclass
@@ -128,8 +150,12 @@ class Backbone:
     grey_mode: str = "replicate"
     drop_rate: float = 0.0
     out_indices: list[int] | None = None
+    pooling: str = "avg"  # avg | gem: how each feature level's maps are pooled (out_indices only)
+    tta: str = "none"  # none | flip: average the embedding with the mirrored image's
 
     def __post_init__(self):
+        if self.tta not in {"none", "flip"}:
+            raise ValueError(f"backbone.tta must be 'none' or 'flip', got {self.tta!r}")
         if self.grey_mode not in {"replicate", "adapt_conv"}:
             raise ValueError(f"backbone.grey_mode must be 'replicate' or 'adapt_conv', got {self.grey_mode!r}")
         if self.out_indices is not None:
@@ -227,7 +253,13 @@ class Backbone:
         return self._embedding_model(model)
 
     def _embedding_model(self, model: nn.Module) -> nn.Module:
+        model = self._pooled(model)
+        return FlipAverage(model) if self.tta == "flip" else model
+
+    def _pooled(self, model: nn.Module) -> nn.Module:
         if self.out_indices is None:
+            if self.pooling != "avg":
+                raise ValueError("backbone.pooling=gem needs backbone.out_indices (the feature levels to pool)")
             return model
         info = getattr(model, "feature_info", None)
         if info is None or not hasattr(model, "forward_intermediates"):
@@ -239,7 +271,7 @@ class Backbone:
                 f"backbone.out_indices={self.out_indices}: {self.name} has feature stages 0..{n_stages - 1} "
                 f"(strides {[f['reduction'] for f in info]}); pick from those, or null for the final embedding"
             )
-        return StagePooling(model, self.out_indices)
+        return StagePooling(model, self.out_indices, self.pooling)
 
     @staticmethod
     def digest(model: nn.Module) -> str:

@@ -13,6 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from brainscan_exp.core.embed import embed
 from brainscan_exp.data.catalogue import Catalogue
 from brainscan_exp.features.store import EmbeddingStore
 from brainscan_exp.models.backbones import Backbone
@@ -85,9 +86,16 @@ def prepare(cfg: DictConfig, tracker: MlflowRun, out_dir: Path) -> Prepared:
     extractor = instantiate(cfg.features)
     paths_by_hash = dict(zip(catalogue.files.pixel_hash, catalogue.files.path))
     store, stats = extractor.run(paths_by_hash, backbone, mri, model)
-    tracker.set_tags({"feature_key": store.key})
+    vectors = store.load(list(paths_by_hash))
+    extra = [instantiate(b) for b in cfg.get("embedding", {}).get("extra_backbones", [])]
+    keys = [store.key]
+    if extra:  # concatenated after the main backbone's vectors
+        more, more_keys = embed(paths_by_hash, extra, mri, extractor)
+        vectors = {h: np.concatenate([vectors[h], more[h]]) for h in vectors}
+        keys += more_keys
+    tracker.set_tags({"feature_key": "+".join(keys)})
     tracker.log_metrics({f"features/{k}": v for k, v in stats.items()})
-    return Prepared(catalogue, backbone, model, mri, store, store.load(list(paths_by_hash)))
+    return Prepared(catalogue, backbone, model, mri, store, vectors)
 
 
 def output_dir(cfg: DictConfig) -> Path:

@@ -1,0 +1,163 @@
+"""The predict pipeline as one plain function: labelled embeddings + pool embeddings -> labels.
+
+fit (inner repeated, group-aware K-fold) -> out-of-fold scores of every labelled image -> pool
+scores from the same inner models (so calibration and pool scores come from models of one kind)
+-> operating point (a rule of :mod:`.calibrate`) -> expected pool sensitivity and specificity
+with intervals -> triage under a reading budget. No Hydra, no MLflow, no truth: the stages, the
+generalization benchmark, the scripts and the notebooks all call this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.model_selection import StratifiedGroupKFold
+
+from brainscan_exp.core.calibrate import (
+    PoolEstimate,
+    Triage,
+    bootstrap_rates,
+    estimate_pool,
+    expected_rates,
+    operating_threshold,
+    triage,
+)
+
+CLASS_NAMES = ("normal", "cancer")
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """How the threshold is set and how the pool's own rates are estimated."""
+
+    rule: str = "pool_mixture"  # see calibrate.RULES
+    target_sensitivity: float = 0.95
+    confidence: float = 0.9  # tolerance rule only
+    estimator: str = "mixture"  # pool estimator behind the reported expected rates (em | mixture)
+    inner_folds: int = 5
+    inner_repeats: int = 3
+    n_boot: int = 100  # bootstrap replicates of the expected rates' intervals (0: none)
+    seed: int = 0
+
+
+@dataclass
+class PoolPrediction:
+    p_pool: np.ndarray  # P(cancer) of each pool image (mean over the inner models)
+    threshold: float
+    rule: str
+    y_cal: np.ndarray  # labelled images' labels ...
+    p_cal: np.ndarray  # ... and their out-of-fold scores
+    estimate: PoolEstimate  # the pool's prior and posteriors
+    expected: dict[str, float] = field(default_factory=dict)  # expected pool sensitivity, specificity, intervals
+    models: list = field(default_factory=list, repr=False)  # the inner models whose mean is p_pool
+
+    def score(self, X: np.ndarray) -> np.ndarray:
+        """P(cancer) of other images (e.g. copies of labelled ones) from the same inner models."""
+        if not len(X):
+            return np.zeros(0)
+        return np.mean([m.predict_proba(X)[:, 1] for m in self.models], axis=0)
+
+    @property
+    def label_pred(self) -> np.ndarray:
+        return np.where(self.p_pool >= self.threshold, CLASS_NAMES[1], CLASS_NAMES[0])
+
+
+def inner_folds(y: np.ndarray, groups: np.ndarray | None, n_splits: int, n_repeats: int, seed: int):
+    """Repeated stratified K-fold that never splits a group (near copies stay on one side)."""
+    y = np.asarray(y, dtype=int)
+    groups = np.arange(len(y)) if groups is None else np.asarray(groups)
+    per_class = min(len(np.unique(groups[y == k])) for k in (0, 1))
+    n_splits = min(n_splits, per_class)
+    if n_splits < 2:
+        raise ValueError(f"out-of-fold scores need at least 2 independent images per class, got {np.bincount(y, minlength=2).tolist()}")
+    for r in range(n_repeats):
+        cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed + r)
+        for train, test in cv.split(np.zeros(len(y)), y, groups):
+            yield r, train, test
+
+
+def _fit(estimator, X: np.ndarray, y: np.ndarray, X_pool: np.ndarray, semi_supervised: bool):
+    if semi_supervised:
+        X, y = np.concatenate([X, X_pool]), np.concatenate([y, np.full(len(X_pool), -1)])
+    return clone(estimator).fit(X, y)
+
+
+def out_of_fold(estimator, X: np.ndarray, y: np.ndarray, X_pool: np.ndarray, groups=None, n_splits: int = 5,
+                n_repeats: int = 3, seed: int = 0, semi_supervised: bool = False) -> tuple[np.ndarray, np.ndarray, list]:
+    """(out-of-fold score of each labelled image, mean over repeats; pool score, mean over every
+    inner model; the inner models)."""
+    y = np.asarray(y, dtype=int)
+    oof = np.full((n_repeats, len(y)), np.nan)
+    models = []
+    for r, train, test in inner_folds(y, groups, n_splits, n_repeats, seed):
+        models.append(_fit(estimator, X[train], y[train], X_pool, semi_supervised))
+        oof[r, test] = models[-1].predict_proba(X[test])[:, 1]
+    pool = np.mean([m.predict_proba(X_pool)[:, 1] for m in models], axis=0) if len(X_pool) else np.zeros(0)
+    return np.nanmean(oof, axis=0), pool, models
+
+
+def decide(op: OperatingPoint, y_cal: np.ndarray, p_cal: np.ndarray, p_pool: np.ndarray, models: list | None = None) -> PoolPrediction:
+    """Threshold by ``op.rule`` and the pool's expected rates at it, from scores alone."""
+    threshold, estimate = operating_threshold(op.rule, y_cal, p_cal, p_pool, op.target_sensitivity, op.confidence, op.seed)
+    if estimate is None or estimate.method != op.estimator:
+        estimate = estimate_pool(op.estimator, y_cal, p_cal, p_pool, op.seed)
+    sens, spec = expected_rates(p_pool, estimate.posterior, threshold)
+    expected = {"sensitivity": sens, "specificity": spec, "prior": estimate.prior}
+    if op.n_boot:
+        expected |= bootstrap_rates(estimate.method, y_cal, p_cal, p_pool, threshold, op.n_boot, seed=op.seed)
+    return PoolPrediction(p_pool, threshold, op.rule, y_cal, p_cal, estimate, expected, list(models or []))
+
+
+def predict_pool(estimator, X_lab: np.ndarray, y_lab: np.ndarray, X_pool: np.ndarray, op: OperatingPoint = OperatingPoint(),
+                 groups: np.ndarray | None = None, semi_supervised: bool = False) -> PoolPrediction:
+    """Scores, threshold and expected rates for the pool; nothing here sees a pool label."""
+    y_lab = np.asarray(y_lab, dtype=int)
+    p_cal, p_pool, models = out_of_fold(estimator, X_lab, y_lab, X_pool, groups, op.inner_folds, op.inner_repeats, op.seed,
+                                        semi_supervised)
+    return decide(op, y_lab, p_cal, p_pool, models)
+
+
+def predictions_table(files, prediction: PoolPrediction, n_reads: int) -> tuple[pd.DataFrame, Triage]:
+    """One row per predicted pool image: p_cancer, label_pred (at the operating point), triage
+    (cancer | normal | review under the reading budget) and the pool posterior it ranked by."""
+    sorted_triage = triage(prediction.p_pool, prediction.estimate.posterior, prediction.threshold, n_reads)
+    return pd.DataFrame({
+        "file": list(files),
+        "p_cancer": prediction.p_pool,
+        "label_pred": prediction.label_pred,
+        "triage": sorted_triage.decision,
+        "p_cancer_pool": prediction.estimate.posterior,
+        "label_source": "model",
+        "near_copy_of": "",
+    }), sorted_triage
+
+
+def with_copies(table: pd.DataFrame, unlabelled: pd.DataFrame, p_copies: np.ndarray) -> pd.DataFrame:
+    """Every unlabelled file: ``table``'s row for predicted images and their pixel-identical twins;
+    copies of labelled images (``unlabelled.copy_of`` non-empty, ``copy_label`` 0/1) take their
+    twin's label, are flagged ``label_source=copy`` and need no review. ``p_copies``: the
+    model's score of those copies, in order."""
+    by_hash = table.assign(pixel_hash=unlabelled.set_index("file").loc[table.file, "pixel_hash"].to_numpy())
+    is_copy = unlabelled.copy_of.fillna("").to_numpy() != ""
+    rows = unlabelled[~is_copy][["file", "pixel_hash"]].merge(by_hash.drop(columns="file").drop_duplicates("pixel_hash"),
+                                                              on="pixel_hash", how="left")
+    copies = unlabelled[is_copy]
+    known = np.asarray(CLASS_NAMES, dtype=object)[copies.copy_label.to_numpy(int)]
+    copy_rows = pd.DataFrame({"file": copies.file.to_numpy(), "pixel_hash": copies.pixel_hash.to_numpy(), "p_cancer": p_copies,
+                              "label_pred": known, "triage": known, "p_cancer_pool": np.nan, "label_source": "copy",
+                              "near_copy_of": copies.copy_of.to_numpy()})
+    out = pd.concat([rows, copy_rows], ignore_index=True).sort_values("file").reset_index(drop=True)
+    return out.drop(columns="pixel_hash")
+
+
+def summary_lines(table: pd.DataFrame, sorted_triage: Triage) -> list[str]:
+    """The three lines a run ends with."""
+    auto = int((table.triage != "review").sum())
+    return [
+        f"images auto-labelled: {auto} ({int((table.triage == 'cancer').sum())} cancer, {int((table.triage == 'normal').sum())} normal)",
+        f"images sent to review: {sorted_triage.n_reads}",
+        f"expected missed tumours among auto-labelled normal: {sorted_triage.expected_missed:.1f}",
+    ]

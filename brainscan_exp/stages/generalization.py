@@ -1,0 +1,212 @@
+"""The generalization benchmark (``experiment=generalization``): every candidate embedding x head x
+operating-point rule through the predict pipeline on every scenario, scored after all
+predictions are written; defaults are chosen by the worst case over scenarios.
+
+Order of work, so that no choice can see a pool label: build scenarios (a truth file is only a
+stress generator there: it says which pool images to keep) -> predictions for every cell, written
+to ``predictions.parquet`` -> only then each scenario's truth scores them. One MLflow parent run,
+one child per scenario; ``generalization.csv`` / ``generalization.md`` in the run folder, and the
+choice with its command in ``generalization.results_json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from brainscan_exp.core.calibrate import reads_for_budget
+from brainscan_exp.core.embed import embed, stack, whiten_with
+from brainscan_exp.core.evaluate import bootstrap_auc, score_predictions
+from brainscan_exp.core.predict import decide, out_of_fold, predictions_table
+from brainscan_exp.core.scenarios import Scenario, from_truth, outer_cv, with_fewer_labels, with_tumour_share, without_subtype
+from brainscan_exp.data.catalogue import Catalogue
+from brainscan_exp.data.loader import load_dataset
+from brainscan_exp.stages.common import log_config, open_run, output_dir
+from brainscan_exp.stages.predict import definition_of_done, operating_point
+from brainscan_exp.tracking.mlflow_run import MlflowRun
+
+log = logging.getLogger(__name__)
+SCORE_COLUMNS = ["roc_auc", "auc_low", "auc_high", "sensitivity", "specificity", "review_share", "sensitivity_after_review",
+                 "expected_sensitivity", "expected_specificity", "n_scored", "tumour_share", "dod_met"]
+
+
+def head(C, seed: int = 0):
+    """Standardised logistic regression; ``C='cv'``: C chosen by inner 3-fold ROC-AUC on the labelled images."""
+    if str(C) == "cv":
+        clf = LogisticRegressionCV(Cs=[0.01, 0.03, 0.1, 0.3, 1.0], cv=StratifiedKFold(3, shuffle=True, random_state=seed),
+                                   scoring="roc_auc", max_iter=5000)
+    else:
+        clf = LogisticRegression(C=float(C), max_iter=5000)
+    return make_pipeline(StandardScaler(), clf)
+
+
+def dataset_scenarios(name: str, cat: Catalogue, truth_path: str | None, g: DictConfig, seed: int) -> dict[str, list[Scenario]]:
+    """Scenario name -> its scenarios (several for an outer CV, scored together)."""
+    if not truth_path:
+        return {f"{name}_cv": list(outer_cv(name, cat.labelled, cat.pool, g.outer_folds, seed))}
+    truth = pd.read_csv(truth_path)  # stress generator: which pool images are tumours, which subtype
+    base = from_truth(name, cat.labelled, cat.pool, truth[truth.file.isin(cat.pool.file)])
+    shifted = []
+    if "subtype" in truth:  # one tumour subtype absent from the labelled set, each in turn
+        labelled_truth = truth[truth.file.isin(cat.labelled.file) & (truth.label == "cancer")]
+        shifted += [without_subtype(base, truth.set_index("file").subtype, s) for s in sorted(labelled_truth.subtype.unique())]
+    shifted += [with_tumour_share(base, float(share), seed) for share in g.tumour_shares]
+    shifted.append(with_fewer_labels(base, int(g.few_labels), seed))
+    return {name: [base]} | {f"{name}/{s.name}": [replace(s, name=f"{name}/{s.name}")] for s in shifted}
+
+
+def predict_cells(cfg: DictConfig, catalogues: dict[str, Catalogue], scenarios: dict[str, dict[str, list[Scenario]]],
+                  reads_share: dict[str, float]) -> pd.DataFrame:
+    """Every (embedding, head, rule, scenario) cell's predictions; no truth in reach."""
+    g = cfg.generalization
+    mri, extractor = instantiate(cfg.preprocess), instantiate(cfg.features)
+    op0 = operating_point(cfg)
+    frames, aucs_input = [], []
+    for emb_name, blocks in g.embeddings.items():
+        backbones = [instantiate(OmegaConf.merge(cfg.backbone, block)) for block in blocks]
+        for ds, cat in catalogues.items():
+            vectors, _ = embed(dict(zip(cat.files.pixel_hash, cat.files.path)), backbones, mri, extractor)
+            for head_name, h in g.heads.items():
+                estimator = head(h.C, cfg.seed)
+                for scen_name, folds in scenarios[ds].items():
+                    for sc in folds:
+                        X_lab, (X_pool, _) = whiten_with(stack(vectors, sc.labelled.pixel_hash), stack(vectors, sc.pool.pixel_hash),
+                                                         None, h.whiten)
+                        y = sc.labelled.label.to_numpy(int)
+                        p_cal, p_pool, _ = out_of_fold(estimator, X_lab, y, X_pool, sc.labelled.group.to_numpy(),
+                                                       op0.inner_folds, op0.inner_repeats, op0.seed)
+                        n_reads = int(round(reads_share[ds] * len(sc.pool)))
+                        for rule in g.rules:
+                            prediction = decide(replace(op0, rule=rule), y, p_cal, p_pool)
+                            table, _ = predictions_table(sc.pool.file, prediction, n_reads)
+                            frames.append(table.assign(embedding=emb_name, head=head_name, rule=rule, scenario=scen_name,
+                                                       fold=sc.name, expected_sensitivity=prediction.expected["sensitivity"],
+                                                       expected_specificity=prediction.expected["specificity"]))
+                log.info("predicted: %s / %s", emb_name, ds)
+    return pd.concat(frames, ignore_index=True)
+
+
+def score_cells(predictions: pd.DataFrame, scenarios: dict[str, list[Scenario]], cfg: DictConfig) -> pd.DataFrame:
+    """Each cell against its scenario's truth (an outer CV's folds pooled); AUC CIs once per
+    (embedding, head, scenario), as they do not depend on the rule."""
+    g, dod = cfg.generalization, definition_of_done(cfg)
+    rows, auc_ci = [], {}
+    keys = ["embedding", "head", "rule", "scenario"]
+    for (emb, hd, rule, scen), cell in predictions.groupby(keys, sort=False):
+        folds = scenarios[scen]
+        truth = pd.concat([f.truth for f in folds])
+        scored_cell = pd.concat([cell[cell.fold == f.name].merge(f.truth[["file"]], on="file") for f in folds])
+        row = score_predictions(scored_cell, truth, n_boot=0, dod=dod)
+        if (emb, hd, scen) not in auc_ci:
+            merged = scored_cell.merge(truth, on="file")
+            auc_ci[emb, hd, scen] = bootstrap_auc((merged.label == "cancer").to_numpy(int), merged.p_cancer.to_numpy(),
+                                                  int(g.auc_bootstrap), seed=cfg.seed)
+        row["auc_low"], row["auc_high"] = auc_ci[emb, hd, scen]
+        row["expected_sensitivity"] = float(cell.expected_sensitivity.mean())
+        row["expected_specificity"] = float(cell.expected_specificity.mean())
+        rows.append({"embedding": emb, "head": hd, "rule": rule, "scenario": scen, **row})
+    return pd.DataFrame(rows)[keys + SCORE_COLUMNS]
+
+
+def worst_cases(table: pd.DataFrame, min_sensitivity: float) -> pd.DataFrame:
+    """One row per candidate: its worst scenario on each measure, ranked for the choice:
+    embedding and head by worst ROC-AUC (threshold-free), then the rule that keeps every
+    scenario's sensitivity >= ``min_sensitivity`` with the best worst specificity."""
+    worst = table.groupby(["embedding", "head", "rule"], sort=False).agg(
+        worst_auc=("roc_auc", "min"), worst_sensitivity=("sensitivity", "min"), worst_specificity=("specificity", "min"),
+        mean_auc=("roc_auc", "mean"), dod_met=("dod_met", "sum"), n_scenarios=("scenario", "count")).reset_index()
+    best_auc = worst.groupby(["embedding", "head"]).worst_auc.transform("max")
+    worst["sensitivity_kept"] = worst.worst_sensitivity >= min_sensitivity
+    return worst.sort_values(["worst_auc", "sensitivity_kept", "worst_specificity", "worst_sensitivity"],
+                             ascending=False).assign(best_auc_of_embedding=best_auc).reset_index(drop=True)
+
+
+def choose(worst: pd.DataFrame) -> dict:
+    """The embedding x head with the best worst-case ROC-AUC; within it, the rule ranked first."""
+    by_auc = worst.groupby(["embedding", "head"]).worst_auc.max().sort_values(ascending=False)
+    emb, hd = by_auc.index[0]
+    rows = worst[(worst.embedding == emb) & (worst["head"] == hd)]
+    kept = rows[rows.sensitivity_kept]
+    best = (kept.sort_values("worst_specificity", ascending=False) if len(kept) else
+            rows.sort_values("worst_sensitivity", ascending=False)).iloc[0]
+    return {k: (v.item() if hasattr(v, "item") else v) for k, v in best.drop(labels=["best_auc_of_embedding"]).items()}
+
+
+def to_markdown(table: pd.DataFrame, worst: pd.DataFrame, chosen: dict) -> str:
+    fmt = lambda x: f"{x:.3f}" if isinstance(x, float) else str(x)  # noqa: E731
+    cell = table[(table.embedding == chosen["embedding"]) & (table["head"] == chosen["head"]) & (table.rule == chosen["rule"])]
+    worst_row = {"scenario": "**worst case**", **{c: cell[c].min() for c in ["roc_auc", "auc_low", "sensitivity", "specificity"]},
+                 "dod_met": bool(cell.dod_met.all())}
+    cols = ["scenario", "n_scored", "tumour_share", "roc_auc", "auc_low", "auc_high", "sensitivity", "specificity",
+            "review_share", "sensitivity_after_review", "expected_sensitivity", "expected_specificity", "dod_met"]
+    lines = [f"# Generalization benchmark\n\nChosen: embedding `{chosen['embedding']}`, head `{chosen['head']}`, "
+             f"rule `{chosen['rule']}` (best worst-case ROC-AUC; then the rule keeping every scenario's sensitivity "
+             f"above the bar with the best worst-case specificity).\n", "## Chosen candidate, per scenario\n",
+             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, r in cell.iterrows():
+        lines.append("| " + " | ".join(fmt(r[c]) for c in cols) + " |")
+    lines.append("| " + " | ".join(fmt(worst_row.get(c, "")) for c in cols) + " |")
+    wcols = ["embedding", "head", "rule", "worst_auc", "worst_sensitivity", "worst_specificity", "mean_auc", "dod_met", "n_scenarios"]
+    lines += ["\n## Every candidate, worst case over scenarios\n", "| " + " | ".join(wcols) + " |", "|" + "---|" * len(wcols)]
+    for _, r in worst.iterrows():
+        lines.append("| " + " | ".join(fmt(r[c]) for c in wcols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run(cfg: DictConfig) -> dict[str, float]:
+    g, out_dir = cfg.generalization, output_dir(cfg)
+    start = time.perf_counter()
+    with open_run(cfg, run_name="generalization") as parent:
+        log_config(parent, cfg)
+        catalogues, scenarios, reads_share = {}, {}, {}
+        n_reads = reads_for_budget(cfg.review.budget_eur, cfg.review.cost_per_read_eur)
+        for ds, spec in g.datasets.items():
+            cat = load_dataset(spec.root, cache_dir=cfg.paths.cache_dir, name=ds)
+            catalogues[ds] = cat
+            scenarios[ds] = dataset_scenarios(ds, cat, spec.get("truth"), g, cfg.seed)
+            reads_share[ds] = min(1.0, n_reads / max(len(cat.pool), 1))  # the budget's share of a full pool
+
+        predictions = predict_cells(cfg, catalogues, scenarios, reads_share)
+        predictions.to_parquet(out_dir / "predictions.parquet", index=False)  # written before any truth is read
+        flat = {name: folds for per_ds in scenarios.values() for name, folds in per_ds.items()}
+        table = score_cells(predictions, flat, cfg)
+        worst = worst_cases(table, definition_of_done(cfg).sensitivity)
+        chosen = choose(worst)
+        table.to_csv(out_dir / "generalization.csv", index=False)
+        (out_dir / "generalization.md").write_text(to_markdown(table, worst, chosen))
+        for name in ("generalization.csv", "generalization.md"):
+            parent.log_artifact(out_dir / name)
+
+        cell = table[(table.embedding == chosen["embedding"]) & (table["head"] == chosen["head"]) & (table.rule == chosen["rule"])]
+        for _, r in cell.iterrows():
+            with MlflowRun(cfg.logger.tracking_uri, cfg.logger.experiment_name, f"scenario {r.scenario}",
+                           parent.tags | {"scenario": r.scenario}, parent_run_id=parent.run_id) as child:
+                child.log_metrics({c: float(r[c]) for c in SCORE_COLUMNS})
+        seconds = time.perf_counter() - start
+        parent.log_metrics({f"worst/{k}": float(chosen[k]) for k in ("worst_auc", "worst_sensitivity", "worst_specificity")}
+                           | {"seconds": seconds})
+        parent.set_tags({f"chosen/{k}": chosen[k] for k in ("embedding", "head", "rule")})
+        result = {"command": "python -m brainscan_exp " + " ".join(sys.argv[1:]), "seconds": round(seconds, 1),
+                  "chosen": chosen, "worst_cases": worst.to_dict(orient="records"), "table": table.to_dict(orient="records"),
+                  "mlflow_run_id": parent.run_id}
+        if g.get("results_json"):
+            Path(g.results_json).parent.mkdir(parents=True, exist_ok=True)
+            Path(g.results_json).write_text(json.dumps(result, indent=1, default=str))
+        log.info("generalization: chosen %s; worst case AUC %.3f, sensitivity %.3f, specificity %.3f (%.0f s)",
+                 {k: chosen[k] for k in ("embedding", "head", "rule")}, chosen["worst_auc"], chosen["worst_sensitivity"],
+                 chosen["worst_specificity"], seconds)
+        print((out_dir / "generalization.md").read_text())
+        return {f"worst/{k}": float(chosen[k]) for k in ("worst_auc", "worst_sensitivity", "worst_specificity")}
