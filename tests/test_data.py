@@ -105,3 +105,21 @@ def test_splits_are_stratified_seeded_and_disjoint(folder):
         assert sorted(tested.file) == sorted(cat.labelled.file)  # each image tested once per repeat
     with pytest.raises(ValueError, match="out of range"):
         repeated_cv_split(cat.labelled, 6, n_splits=3, n_repeats=2)
+
+
+def test_no_near_copy_group_straddles_a_split():
+    """Pairs of near copies (one group each): every fold, holdout and label subsample keeps a
+    pair on one side of the train / val / test boundaries."""
+    from brainscan_exp.stages.cv import subsample_labels
+
+    labelled = pd.DataFrame({"file": [f"f{i}" for i in range(60)], "label": [1] * 30 + [0] * 30})
+    labelled["pixel_hash"] = labelled.file
+    labelled["group"] = [f"g{i // 2}" for i in range(60)]
+    splits = [repeated_cv_split(labelled, f, n_splits=5, n_repeats=2, val_size=0.2) for f in range(10)]
+    splits.append(holdout_split(labelled, 0.2, 0.2, seed=1))
+    splits.append(subsample_labels(splits[0], 12, val_size=0.3, seed=0))
+    for split in splits:
+        assert split.groupby("group").split.nunique().eq(1).all()
+        assert set(split.split) >= {"train", "val", "test"}
+    tested = pd.concat([s[s.split == "test"] for s in splits[:5]])
+    assert sorted(tested.file) == sorted(labelled.file)  # one repeat tests each image once

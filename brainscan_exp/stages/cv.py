@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from brainscan_exp.data.splits import repeated_cv_split
+from brainscan_exp.core.scenarios import group_stratified_subsample
+from brainscan_exp.data.splits import split_off_groups, repeated_cv_split
 from brainscan_exp.evaluation import (
     label_efficiency_table,
     paired_differences,
@@ -36,29 +37,24 @@ from brainscan_exp.stages.train import fit_and_evaluate
 from brainscan_exp.tracking.mlflow_run import MlflowRun
 
 log = logging.getLogger(__name__)
-CELL_VERSION = 2
+CELL_VERSION = 3  # 3: group-aware folds
 
 
 def subsample_labels(split: pd.DataFrame, n_labels: int | None, val_size: float, seed: int) -> pd.DataFrame:
-    """Keep ``n_labels`` labelled images of the training fold (stratified); the others become
-    ``unused`` (they join the pool as unlabelled); val is re-carved from the kept ones."""
+    """Keep about ``n_labels`` labelled images of the training fold (half per class, whole
+    near-copy groups); the others become ``unused`` (they join the pool as unlabelled); val is
+    re-carved from the kept ones, whole groups again."""
     fold = split[split.split != "test"]
     if n_labels is None or n_labels >= len(fold):
         return split
-    rng = np.random.default_rng(seed)
-    kept = []
-    for label, group in fold.groupby("label"):
-        k = max(1, round(n_labels * len(group) / len(fold)))
-        kept.extend(rng.choice(group.index.to_numpy(), size=min(k, len(group)), replace=False))
+    fold = fold if "group" in fold else fold.assign(group=fold.index)  # no group known: each image its own
+    kept = group_stratified_subsample(fold.reset_index(), n_labels, seed).set_index("index")
     out = split.copy()
     out.loc[fold.index, "split"] = "unused"
-    out.loc[kept, "split"] = "train"
-    for label in (0, 1):  # at least one val image per class when possible
-        candidates = [i for i in kept if out.at[i, "label"] == label]
-        n_val = int(round(len(candidates) * val_size))
-        if len(candidates) >= 2:
-            for i in rng.choice(candidates, size=max(1, n_val), replace=False):
-                out.at[i, "split"] = "val"
+    out.loc[kept.index, "split"] = "train"
+    if val_size > 0 and kept.groupby("label").group.nunique().min() >= 2:
+        _, val_rows = split_off_groups(kept.reset_index(drop=True), np.arange(len(kept)), val_size, seed)
+        out.loc[kept.index[val_rows], "split"] = "val"
     return out
 
 
