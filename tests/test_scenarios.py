@@ -60,3 +60,15 @@ def test_outer_cv_keeps_groups_on_one_side_and_scores_each_labelled_image_once(d
         held_groups = set(labelled[labelled.file.isin(f.truth.file)].group)
         assert not held_groups & set(f.labelled.group)
         assert set(pool.file) <= set(f.pool.file)
+
+
+def test_across_collections_drops_pool_images_a_labelled_image_shares(dataset):
+    from brainscan_exp.core.scenarios import across
+
+    labelled, pool, truth = dataset
+    other_pool = pd.concat([pool, labelled.iloc[:3][["file", "pixel_hash"]].assign(file=lambda f: "other/" + f.file)])
+    other_truth = pd.concat([truth, truth.iloc[:3].assign(file=lambda f: "other/" + f.file)])
+    sc = across("a", labelled, "b", other_pool, other_truth)
+    assert sc.name == "a->b" and len(sc.pool) == len(pool)
+    assert not set(sc.pool.pixel_hash) & set(labelled.pixel_hash)
+    assert set(sc.truth.file) == set(pool.file)

@@ -97,3 +97,13 @@ def outer_cv(name: str, labelled: pd.DataFrame, pool: pd.DataFrame, n_splits: in
         yield Scenario(f"{name}_fold{k}", f"outer fold {k} of {n_splits}: {len(test)} labelled images held out",
                        labelled.iloc[train].reset_index(drop=True),
                        pd.concat([pool[["file", "pixel_hash"]], held[["file", "pixel_hash"]]]).reset_index(drop=True), truth)
+
+
+def across(source: str, labelled: pd.DataFrame, target: str, pool: pd.DataFrame, truth: pd.DataFrame) -> Scenario:
+    """Labelled images of one collection, pool of another: the shift a new hospital brings
+    (scanners, sequences, sources), with both classes' scores moving, not only the prior. Pool
+    images whose pixels a labelled image has are dropped (collections share public images)."""
+    pool = pool[~pool.pixel_hash.isin(labelled.pixel_hash)]
+    scored = truth[truth.file.isin(pool.file)][["file", "label"]].reset_index(drop=True)
+    return Scenario(f"{source}->{target}", f"labelled {source}, pool and truth {target}", _with_groups(labelled),
+                    pool[["file", "pixel_hash"]].reset_index(drop=True), scored)

@@ -155,7 +155,10 @@ def hash_candidates(hashes: Mapping[str, np.ndarray], families: Sequence[str] | 
     frames = []
     for family, members in by_family.items():
         bands = n_bands if n_bands is not None else required_bands(max_distance, len(members))
-        pairs = np.unique(np.concatenate([band_collisions(m, bands, max_bucket) for m in members]), axis=0)
+        n = len(members[0])
+        keys = np.unique(np.concatenate([c[:, 0] * n + c[:, 1] for c in
+                                         (band_collisions(m, bands, max_bucket) for m in members)]))
+        pairs = np.stack([keys // n, keys % n], axis=1) if n else np.empty((0, 2), np.int64)
         dist, transform = family_distance(members, pairs)
         keep = dist <= max_distance
         frames.append(pd.DataFrame({"i": pairs[keep, 0], "j": pairs[keep, 1], "hamming": dist[keep],

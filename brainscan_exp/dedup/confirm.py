@@ -43,7 +43,7 @@ class ConfirmParams:
     work_size: int = 256
     clahe_clip: float = 2.0
     orb_features: int = 500
-    min_coarse_inliers: int = 12
+    min_coarse_inliers: int = 30
     sift_features: int = 800
     ratio: float = 0.8
     ransac_threshold: float = 3.0
@@ -131,6 +131,8 @@ def _matches(fa: Features, fb: Features, norm: int, ratio: float) -> tuple[np.nd
     (pa, da), (pb, db) = fa, fb
     if da is None or db is None or len(da) < 2 or len(db) < 2:
         return np.empty((0, 2), np.float32), np.empty((0, 2), np.float32)
+    if norm == cv2.NORM_L2:  # OpenCV's L2 matcher is ~5x faster on float32 than on uint8
+        da, db = da.astype(np.float32), db.astype(np.float32)
     knn = cv2.BFMatcher(norm).knnMatch(da, db, k=2)
     good = [m[0] for m in knn if len(m) == 2 and m[0].distance < ratio * m[1].distance]
     if not good:
