@@ -26,6 +26,10 @@ def run_task(cfg: DictConfig) -> float | None:
         from brainscan_exp.stages.cv import run
 
         metrics = run(cfg)
+    elif cfg.task == "dedup":
+        from brainscan_exp.stages.dedup import run
+
+        metrics = run(cfg)
     elif cfg.task == "predict":
         from brainscan_exp.stages.predict import run
 
@@ -35,6 +39,6 @@ def run_task(cfg: DictConfig) -> float | None:
 
         metrics = run(cfg)
     else:
-        raise ValueError(f"unknown task={cfg.task!r}: choose train, features, cluster, cv, predict or generalization")
+        raise ValueError(f"unknown task={cfg.task!r}: choose train, features, dedup, cluster, cv, predict or generalization")
     name = cfg.get("optimized_metric")
     return metrics.get(name) if name and metrics else None

@@ -135,7 +135,7 @@ def family_distance(members: Sequence[np.ndarray], pairs: np.ndarray) -> tuple[n
 
 
 def hash_candidates(hashes: Mapping[str, np.ndarray], families: Sequence[str] | None = None,
-                    max_distance: int = 20, n_bands: int | None = None,
+                    max_distance: int = 22, n_bands: int | None = None,
                     max_bucket: int | None = 100_000) -> pd.DataFrame:
     """Pairs within ``max_distance`` in at least one hash family, found through band buckets.
 

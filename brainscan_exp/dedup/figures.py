@@ -29,7 +29,7 @@ def plot_uncertain_pairs(paths: Sequence[str | Path], pairs: pd.DataFrame, out_p
     out_png.parent.mkdir(parents=True, exist_ok=True)
     conf = pairs[pairs.confirmed].sort_values(["score", "inliers"]).head(n)
     rows = max(1, -(-len(conf) // columns))
-    fig = Figure(figsize=(columns * 4.2, rows * 2.3 + 0.4))
+    fig = Figure(figsize=(columns * 4.2, rows * 2.6 + 0.5))
     if conf.empty:
         ax = fig.add_subplot(1, 1, 1)
         ax.text(0.5, 0.5, "no confirmed pair", ha="center", va="center")

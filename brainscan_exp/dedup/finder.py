@@ -37,16 +37,17 @@ class NearCopyFinder(BaseEstimator):
     hash_methods, hash_families : ("phash", "dhash"), ("full", "head")
         pHash + dHash summed per family; the "head" family (head bounding box) catches crops and
         zooms that move the full-frame hashes far.
-    max_hamming : 20
-        On the summed 128-bit family distance. Against the pairs confirmed from a much wider
-        candidate set it keeps ~96% of them (the rest are mostly re-joined through their group)
-        for ~1,700 candidates; 24 gains ~1% for 2.7x the candidates.
+    max_hamming : 22
+        On the summed 128-bit family distance (pHash + dHash, same transform). On the brief's data:
+        20 gives 1,655 candidates and 510 confirmed pairs, 22 gives 2,545 and 521, 24 ~4,100 and
+        525 (every extra pair was a true zoomed or cropped copy) for +8 s each step. Adding CNN
+        embedding neighbours to 20 found 12 more, all at 21-42 bits.
     n_bands : 6
         Bands per 64-bit hash (~11 bits each): exact for pairs where one hash of the family is
-        within 5 bits, and on the brief's data it returned every pair that brute force within
-        ``max_hamming`` confirms (99.6% of the candidates), in 2 s instead of 20 s for the exact
-        ``max_hamming // 2 + 1`` (= 11; pass None for it). Collisions grow as N^2 / 2^(64/n_bands):
-        at millions of images pass 2-3 (see :mod:`.candidates`).
+        within 5 bits. On the brief's data it returned 99.4% of the pairs that the exact count
+        (``max_hamming // 2 + 1`` = 12; pass None for it) returns, and every one of them that was
+        confirmed, in 2.4 s instead of 14.5 s. Collisions grow as N^2 / 2^(64 / n_bands): at
+        millions of images pass 2-3 (see :mod:`.candidates`).
     max_bucket : 100_000
         Skip band buckets bigger than this (canonical x transformed entries).
     n_neighbors, max_cosine : 5, 0.1
@@ -89,7 +90,7 @@ class NearCopyFinder(BaseEstimator):
     """
 
     def __init__(self, hash_methods: Sequence[str] = ("phash", "dhash"), hash_families: Sequence[str] = FAMILIES,
-                 max_hamming: int = 20, n_bands: int | None = 6, max_bucket: int | None = 100_000,
+                 max_hamming: int = 22, n_bands: int | None = 6, max_bucket: int | None = 100_000,
                  n_neighbors: int = 5, max_cosine: float = 0.1, work_size: int = 256, clahe_clip: float = 2.0,
                  orb_features: int = 500, min_coarse_inliers: int = 30, sift_features: int = 800, ratio: float = 0.8,
                  ransac_threshold: float = 3.0, precise_tolerance: float = 0.5, min_inliers: int = 20,

@@ -95,7 +95,25 @@ def prepare(cfg: DictConfig, tracker: MlflowRun, out_dir: Path) -> Prepared:
         keys += more_keys
     tracker.set_tags({"feature_key": "+".join(keys)})
     tracker.log_metrics({f"features/{k}": v for k, v in stats.items()})
+    if cfg.get("dedup", {}).get("enabled", False):
+        catalogue = with_near_copies(cfg, catalogue, vectors, store.key, tracker, out_dir)
     return Prepared(catalogue, backbone, model, mri, store, vectors)
+
+
+def with_near_copies(cfg: DictConfig, catalogue: Catalogue, vectors, feature_key: str | None, tracker=None,
+                     out_dir: Path | None = None) -> Catalogue:
+    """The near-copy stage: groups found (cached), logged, and applied to the catalogue."""
+    from brainscan_exp.stages.dedup import find_near_copies, log_near_copies
+
+    found = find_near_copies(cfg, catalogue, vectors, feature_key)
+    if tracker is not None:
+        log_near_copies(found, catalogue, tracker, out_dir)
+    near = catalogue.with_near_copies(found.near_groups)
+    if tracker is not None:
+        copies = near.unlabelled_files()
+        tracker.log_metrics({"data/n_pool_copies_of_labelled_near": float((copies.copy_of != "").sum()),
+                             "data/n_pool_distinct_new": float(len(near.pool))})
+    return near
 
 
 def output_dir(cfg: DictConfig) -> Path:

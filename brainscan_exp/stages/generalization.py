@@ -35,7 +35,7 @@ from brainscan_exp.core.predict import decide, out_of_fold, predictions_table
 from brainscan_exp.core.scenarios import Scenario, across, from_truth, outer_cv, with_fewer_labels, with_tumour_share, without_subtype
 from brainscan_exp.data.catalogue import Catalogue
 from brainscan_exp.data.loader import load_dataset
-from brainscan_exp.stages.common import log_config, open_run, output_dir
+from brainscan_exp.stages.common import log_config, open_run, output_dir, with_near_copies
 from brainscan_exp.stages.predict import definition_of_done, operating_point
 from brainscan_exp.tracking.mlflow_run import MlflowRun
 
@@ -44,8 +44,17 @@ SCORE_COLUMNS = ["roc_auc", "auc_low", "auc_high", "sensitivity", "specificity",
                  "expected_sensitivity", "expected_specificity", "n_scored", "tumour_share", "dod_met"]
 
 
-def head(C, seed: int = 0):
-    """Standardised logistic regression; ``C='cv'``: C chosen by inner 3-fold ROC-AUC on the labelled images."""
+def head(spec: DictConfig, seed: int = 0) -> tuple[object, bool]:
+    """(estimator, semi_supervised) of a candidate head: a regime's estimator (``spec.regime``),
+    or a standardised logistic regression of ``spec.C`` (``'cv'``: chosen by inner 3-fold ROC-AUC
+    on the labelled images)."""
+    if spec.get("regime") is not None:
+        regime = instantiate(spec.regime.method)
+        return regime.estimator, regime.semi_supervised
+    return logistic(spec.C, seed), False
+
+
+def logistic(C, seed: int = 0):
     if str(C) == "cv":
         clf = LogisticRegressionCV(Cs=[0.01, 0.03, 0.1, 0.3, 1.0], cv=StratifiedKFold(3, shuffle=True, random_state=seed),
                                    scoring="roc_auc", max_iter=5000)
@@ -100,14 +109,14 @@ def predict_cells(cfg: DictConfig, catalogues: dict[str, Catalogue], scenarios: 
         for cat in catalogues.values():
             vectors |= embed(dict(zip(cat.files.pixel_hash, cat.files.path)), backbones, mri, extractor)[0]
         for head_name, h in g.heads.items():
-            estimator = head(h.C, cfg.seed)
+            estimator, semi = head(h, cfg.seed)
             for scen_name, folds in scenarios.items():
                 for sc in folds:
                     X_lab, (X_pool, _) = whiten_with(stack(vectors, sc.labelled.pixel_hash), stack(vectors, sc.pool.pixel_hash),
                                                      None, h.whiten)
                     y = sc.labelled.label.to_numpy(int)
                     p_cal, p_pool, _ = out_of_fold(estimator, X_lab, y, X_pool, sc.labelled.group.to_numpy(),
-                                                   op0.inner_folds, op0.inner_repeats, op0.seed)
+                                                   op0.inner_folds, op0.inner_repeats, op0.seed, semi)
                     n_reads = int(round(review_rate * len(sc.pool)))
                     for rule in g.rules:
                         with warnings.catch_warnings():  # too few tumours for the tolerance rule: it says so in the table
@@ -192,8 +201,12 @@ def run(cfg: DictConfig) -> dict[str, float]:
         catalogues, scenarios, truths = {}, {}, {}
         # the budget buys this share of a pool of the brief's size, spent alike on every scenario's pool
         review_rate = min(1.0, reads_for_budget(cfg.review.budget_eur, cfg.review.cost_per_read_eur) / g.budget_pool_size)
+        mri, extractor, backbone = instantiate(cfg.preprocess), instantiate(cfg.features), instantiate(cfg.backbone)
         for ds, spec in g.datasets.items():
             cat = load_dataset(spec.root, cache_dir=cfg.paths.cache_dir, name=ds)
+            if cfg.dedup.enabled:  # near-copy groups from the default embedding: group-aware folds, copies out of the pool
+                vectors, keys = embed(dict(zip(cat.files.pixel_hash, cat.files.path)), [backbone], mri, extractor)
+                cat = with_near_copies(cfg, cat, vectors, keys[0])
             catalogues[ds] = cat
             scenarios |= dataset_scenarios(ds, cat, spec.get("truth"), g, cfg.seed)
             if spec.get("truth"):  # stress generator and cross-dataset scorer only

@@ -160,7 +160,7 @@ def predict_unlabelled(prep: Prepared, regime: Regime, threshold: float, train: 
     pool = prep.catalogue.files[prep.catalogue.files.label < 0].sort_values("file")
     X_pool = prep.X(pool)
     p = regime.predict_proba(X_pool, pool.path.tolist())
-    labelled = dict(zip(prep.catalogue.labelled.pixel_hash, prep.catalogue.labelled.file))
+    copy_of = prep.catalogue.unlabelled_files().set_index("file").copy_of  # exact or near copies of labelled images
     eps = 1e-6
     pc = np.clip(p, eps, 1 - eps)
     t = np.clip(threshold, eps, 1 - eps)
@@ -177,7 +177,7 @@ def predict_unlabelled(prep: Prepared, regime: Regime, threshold: float, train: 
         "ood_score": ood_score,
         "review": near_threshold | far,
         "review_reason": reason,
-        "copy_of_labelled": [labelled.get(h, "") for h in pool.pixel_hash],
+        "copy_of_labelled": copy_of.reindex(pool.file).fillna("").to_numpy(),
     })
 
 
