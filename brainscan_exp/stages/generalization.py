@@ -16,7 +16,7 @@ import logging
 import sys
 import time
 import warnings
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from brainscan_exp.artefacts import atomic_write, content_key
 from brainscan_exp.core.calibrate import reads_for_budget
 from brainscan_exp.core.embed import embed, stack, whiten_with
 from brainscan_exp.core.evaluate import DefinitionOfDone, bootstrap_auc, score_predictions
@@ -103,12 +104,26 @@ def predict_cells(cfg: DictConfig, catalogues: dict[str, Catalogue], scenarios: 
     mri, extractor = instantiate(cfg.preprocess), instantiate(cfg.features)
     op0 = operating_point(cfg)
     frames = []
+    scenario_digest = content_key({name: [(f.name, sorted(f.labelled.file), sorted(f.pool.file)) for f in folds]
+                                   for name, folds in scenarios.items()})
     for emb_name, blocks in g.embeddings.items():
         backbones = [instantiate(OmegaConf.merge(cfg.backbone, block)) for block in blocks]
-        vectors = {}
+        vectors, store_keys = {}, []
         for cat in catalogues.values():
-            vectors |= embed(dict(zip(cat.files.pixel_hash, cat.files.path)), backbones, mri, extractor)[0]
+            more, keys = embed(dict(zip(cat.files.pixel_hash, cat.files.path)), backbones, mri, extractor)
+            vectors |= more
+            store_keys += keys
         for head_name, h in g.heads.items():
+            key = content_key({"embedding": store_keys, "head": OmegaConf.to_container(h, resolve=True),
+                               "rules": list(g.rules), "op": asdict(op0),
+                               "review_rate": review_rate, "scenarios": scenario_digest, "seed": cfg.seed},
+                              "brainscan_exp.core", "brainscan_exp.stages.generalization")
+            cached = Path(cfg.paths.cache_dir) / "generalization" / f"{key}.parquet"
+            if cached.exists():  # an interrupted benchmark resumes cell by cell
+                frames.append(pd.read_parquet(cached))
+                log.info("cached: %s / %s", emb_name, head_name)
+                continue
+            cell_frames = []
             estimator, semi = head(h, cfg.seed)
             for scen_name, folds in scenarios.items():
                 for sc in folds:
@@ -123,9 +138,12 @@ def predict_cells(cfg: DictConfig, catalogues: dict[str, Catalogue], scenarios: 
                             warnings.simplefilter("ignore", RuntimeWarning)
                             prediction = decide(replace(op0, rule=rule), y, p_cal, p_pool)
                         table, _ = predictions_table(sc.pool.file, prediction, n_reads)
-                        frames.append(table.assign(embedding=emb_name, head=head_name, rule=rule, scenario=scen_name,
+                        cell_frames.append(table.assign(embedding=emb_name, head=head_name, rule=rule, scenario=scen_name,
                                                    fold=sc.name, expected_sensitivity=prediction.expected["sensitivity"],
                                                    expected_specificity=prediction.expected["specificity"]))
+            cell = pd.concat(cell_frames, ignore_index=True)
+            atomic_write(cached, lambda tmp: cell.to_parquet(tmp, index=False))
+            frames.append(cell)
             log.info("predicted: %s / %s", emb_name, head_name)
     return pd.concat(frames, ignore_index=True)
 
