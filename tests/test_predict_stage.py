@@ -53,8 +53,8 @@ def test_predictions_triage_and_truth_after_predictions(train_cfg, monkeypatch):
     auto_normal = (model.label_pred == "normal").sum()
     assert (model.triage == "review").sum() == min(5, auto_normal)
     assert (model.triage[model.label_pred == "cancer"] == "cancer").all()  # only auto-normal images are read
-    reviewed = model[model.triage == "review"].p_cancer_pool
-    left = model[model.triage == "normal"].p_cancer_pool
+    reviewed = model[model.triage == "review"].p_cancer_pool.astype(float)
+    left = model[model.triage == "normal"].p_cancer_pool.astype(float)
     assert left.empty or reviewed.min() >= left.max()  # the riskiest normals are read first
 
     copy = predictions[predictions.file == "sans_label/copy_of_labelled.jpg"].iloc[0]
