@@ -87,9 +87,9 @@ def estimate_pool_mixture(y_cal: np.ndarray, p_cal: np.ndarray, p_pool: np.ndarr
     """Two Gaussians with one shared variance on the pool's logits, started at the labelled
     class-conditional logits (a shared variance keeps an overlapping 1-D mixture identifiable).
 
-    The component with the higher mean is the tumour one. When the fit collapses (one component
-    empty, or the tumour component below the normal one), the labelled class-conditionals are kept
-    and only the prior is fitted (``fallback``)."""
+    The component with the higher mean is the tumour one. When the fit collapses (a component
+    under 1 % of the pool, or no convergence), the labelled class-conditionals are kept and only
+    the prior is fitted (``fallback``)."""
     from sklearn.mixture import GaussianMixture
 
     z_cal, z_pool = logit(p_cal), logit(p_pool).reshape(-1, 1)
