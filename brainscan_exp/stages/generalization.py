@@ -64,11 +64,11 @@ def logistic(C, seed: int = 0):
     return make_pipeline(StandardScaler(), clf)
 
 
-def dataset_scenarios(name: str, cat: Catalogue, truth_path: str | None, g: DictConfig, seed: int) -> dict[str, list[Scenario]]:
-    """Scenario name -> its scenarios (several for an outer CV, scored together)."""
-    if not truth_path:
+def dataset_scenarios(name: str, cat: Catalogue, truth: pd.DataFrame | None, g: DictConfig, seed: int) -> dict[str, list[Scenario]]:
+    """Scenario name -> its scenarios (several for an outer CV, scored together). ``truth`` (the
+    dataset's truth file) is a stress generator here: which pool images are tumours, which subtype."""
+    if truth is None:
         return {f"{name}_cv": list(outer_cv(name, cat.labelled, cat.pool, g.outer_folds, seed))}
-    truth = pd.read_csv(truth_path)  # stress generator: which pool images are tumours, which subtype
     base = from_truth(name, cat.labelled, cat.pool, truth[truth.file.isin(cat.pool.file)])
     shifted = []
     if "subtype" in truth:  # one tumour subtype absent from the labelled set, each in turn
@@ -226,9 +226,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
                 vectors, keys = embed(dict(zip(cat.files.pixel_hash, cat.files.path)), [backbone], mri, extractor)
                 cat = with_near_copies(cfg, cat, vectors, keys[0])
             catalogues[ds] = cat
-            scenarios |= dataset_scenarios(ds, cat, spec.get("truth"), g, cfg.seed)
             if spec.get("truth"):  # stress generator and cross-dataset scorer only
                 truths[ds] = pd.read_csv(spec.truth)
+            scenarios |= dataset_scenarios(ds, cat, truths.get(ds), g, cfg.seed)
         if g.get("cross_datasets", True):
             scenarios |= cross_dataset_scenarios(catalogues, truths)
 

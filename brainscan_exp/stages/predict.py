@@ -74,16 +74,16 @@ def run(cfg: DictConfig) -> dict[str, float]:
             "predictions/cancer_share": float((table.label_pred == "cancer").mean()),
         })
         dod = definition_of_done(cfg)
-        verdict = {"sensitivity": prediction.expected["sensitivity"], "specificity": prediction.expected["specificity"]}
+        sens, spec = prediction.expected["sensitivity"], prediction.expected["specificity"]
+        met = sens >= dod.sensitivity and spec >= dod.specificity
         (out_dir / "pool_estimate.json").write_text(json.dumps({"rule": op.rule, "threshold": prediction.threshold,
                                                                 **prediction.expected}, indent=2))
         tracker.log_artifact(out_dir / "pool_estimate.json")
-        low = prediction.expected.get("sensitivity_low", verdict["sensitivity"])
-        if verdict["sensitivity"] < dod.sensitivity or verdict["specificity"] < dod.specificity:
+        if not met:
             log.warning("definition of done NOT met on this pool by the run's own estimate: expected sensitivity %.3f "
-                        "(90%% interval low %.3f), specificity %.3f; bars %.2f / %.2f", verdict["sensitivity"], low,
-                        verdict["specificity"], dod.sensitivity, dod.specificity)
-        tracker.set_tags({"pool_estimate/dod_met": verdict["sensitivity"] >= dod.sensitivity and verdict["specificity"] >= dod.specificity})
+                        "(90%% interval low %.3f), specificity %.3f; bars %.2f / %.2f", sens,
+                        prediction.expected.get("sensitivity_low", sens), spec, dod.sensitivity, dod.specificity)
+        tracker.set_tags({"pool_estimate/dod_met": met})
 
         result = dict(expected)
         if cfg.dataset.get("truth"):  # opened only now, after predictions.csv is written
