@@ -9,17 +9,26 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
-.PHONY: setup run test test-all ui
+.PHONY: setup run test test-all lint format ui
 setup: $(VENV)/.installed
 
 run: setup
 	$(PY) -m brainscan_exp $(ARGS)
 
-test: setup
+# fast tests on generated data; `make test-all` adds the slow and the real-data ones
+test: setup lint
 	$(PY) -m pytest -m "not integration"
 
 test-all: setup
 	$(PY) -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 ui: setup
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import hydra
 from omegaconf import DictConfig
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-os.environ.setdefault("PROJECT_ROOT", str(PROJECT_ROOT))
+from brainscan_exp.config import config_path, set_project_root
+
+set_project_root()
 
 
-@hydra.main(version_base="1.3", config_path=str(PROJECT_ROOT / "conf"), config_name="train")
+@hydra.main(version_base="1.3", config_path=config_path(), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     from brainscan_exp.tasks import run_task  # heavy imports after Hydra has parsed the command line
 

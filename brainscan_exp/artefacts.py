@@ -30,7 +30,9 @@ def code_fingerprint(*modules: str) -> str:
 
 def content_key(spec: dict, *modules: str) -> str:
     """Stable digest of ``spec`` (what goes in) and the code of ``modules`` (what makes it)."""
-    blob = json.dumps({"spec": spec, "code": code_fingerprint(*modules) if modules else None}, sort_keys=True, default=str)
+    blob = json.dumps(
+        {"spec": spec, "code": code_fingerprint(*modules) if modules else None}, sort_keys=True, default=str
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 

@@ -115,7 +115,11 @@ class GreyEvalTransform:
     def __call__(self, grey: Image.Image) -> torch.Tensor:
         w, h = grey.size
         scale = self.scale_size / min(w, h)
-        new = (self.scale_size, max(self.scale_size, int(h * scale))) if w <= h else (max(self.scale_size, int(w * scale)), self.scale_size)
+        new = (
+            (self.scale_size, max(self.scale_size, int(h * scale)))
+            if w <= h
+            else (max(self.scale_size, int(w * scale)), self.scale_size)
+        )
         img = grey.resize(new, self.resample)
         left, top = int(round((new[0] - self.size) / 2.0)), int(round((new[1] - self.size) / 2.0))
         arr = np.asarray(img.crop((left, top, left + self.size, top + self.size)), np.float32) / 255.0
@@ -153,12 +157,16 @@ def model_transform(data_config: dict, train: bool | str = False) -> T.Compose:
 class ImageTransform:
     """Path -> tensor: decode, MRI steps, greyscale handling, model transform. Picklable for workers."""
 
-    def __init__(self, data_config: dict, mri: MRIPreprocess | None = None, train: bool | str = False, fast_decode: bool = True):
+    def __init__(
+        self, data_config: dict, mri: MRIPreprocess | None = None, train: bool | str = False, fast_decode: bool = True
+    ):
         self.data_config = data_config
         self.mri = mri or MRIPreprocess()
         self.channels = data_config["input_size"][0]
         self.transform = model_transform(data_config, train=train)
-        self.grey_eval = GreyEvalTransform(data_config) if not train and data_config.get("crop_mode", "center") == "center" else None
+        self.grey_eval = (
+            GreyEvalTransform(data_config) if not train and data_config.get("crop_mode", "center") == "center" else None
+        )
         size = data_config["input_size"][-1]
         self.work_size = int(size / data_config["crop_pct"])
         # JPEG DCT-domain downscaling to the resize target: ~3x faster decoding for the same input

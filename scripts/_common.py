@@ -108,7 +108,9 @@ BENCH_JPEG_QUALITY = 95
 
 
 def default_image_dir(seed: int = 0) -> Path:
-    return Path(tempfile.gettempdir()) / "brainscan_bench_images" / f"s{BENCH_IMAGE_SIZE}_q{BENCH_JPEG_QUALITY}_seed{seed}"
+    return (
+        Path(tempfile.gettempdir()) / "brainscan_bench_images" / f"s{BENCH_IMAGE_SIZE}_q{BENCH_JPEG_QUALITY}_seed{seed}"
+    )
 
 
 def _image_name(i: int) -> str:
@@ -133,8 +135,9 @@ def _make_image(job: tuple[str, int, int]) -> tuple[int, str]:
     return i, pixel_hash(load_image(path, "RGB"))  # the same hash the catalogue would give it
 
 
-def ensure_bench_images(n: int, folder: str | Path | None = None, seed: int = 0, workers: int | None = None,
-                        log=print) -> dict[str, str]:
+def ensure_bench_images(
+    n: int, folder: str | Path | None = None, seed: int = 0, workers: int | None = None, log=print
+) -> dict[str, str]:
     """First ``n`` generated images as ``{pixel_hash: path}`` (insertion order = index order).
 
     Images already in ``folder`` (listed in its ``manifest.tsv``) are reused; only missing indices
@@ -154,7 +157,9 @@ def ensure_bench_images(n: int, folder: str | Path | None = None, seed: int = 0,
     todo = [i for i in range(n) if i not in known]
     if todo:
         workers = workers or os.cpu_count() or 1
-        log(f"generating {len(todo)} images of {BENCH_IMAGE_SIZE}x{BENCH_IMAGE_SIZE} into {folder} ({workers} processes) ...")
+        log(
+            f"generating {len(todo)} images of {BENCH_IMAGE_SIZE}x{BENCH_IMAGE_SIZE} into {folder} ({workers} processes) ..."
+        )
         start = time.perf_counter()
         jobs = [(str(folder), seed, i) for i in todo]
         with open(manifest, "a") as out:
@@ -171,5 +176,7 @@ def ensure_bench_images(n: int, folder: str | Path | None = None, seed: int = 0,
         log(f"generated {len(todo)} images in {time.perf_counter() - start:.1f} s")
     paths = {known[i]: str(folder / _image_name(i)) for i in range(n)}
     if len(paths) != n:
-        raise RuntimeError(f"{folder}: only {len(paths)} distinct pixel hashes among {n} images; delete the folder and rerun")
+        raise RuntimeError(
+            f"{folder}: only {len(paths)} distinct pixel hashes among {n} images; delete the folder and rerun"
+        )
     return paths

@@ -30,13 +30,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import PROJECT_ROOT, RESULTS_DIR, write_json  # noqa: E402
+from _common import PROJECT_ROOT, RESULTS_DIR, write_json
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--root", type=Path, default=PROJECT_ROOT.parent / "shared" / "data" / "mri_dataset_brain_cancer_oc")
     p.add_argument("--embeddings", type=Path, default=None, help="parquet with columns file, vector")
     p.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
@@ -44,13 +46,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--mosaic", type=int, default=12, help="pairs in the uncertain-pairs mosaic")
     p.add_argument("--limit", type=int, default=None, help="only the first N files (smoke test)")
     p.add_argument("--save-pairs", action="store_true", help="also write every candidate pair (CSV)")
-    p.add_argument("--set", action="append", default=[], metavar="PARAM=VALUE",
-                   help="override a NearCopyFinder hyperparameter, e.g. --set max_hamming=24 (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="PARAM=VALUE",
+        help="override a NearCopyFinder hyperparameter, e.g. --set max_hamming=24 (repeatable)",
+    )
     return p.parse_args(argv)
 
 
 def list_images(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(
+        str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    )
 
 
 def load_embeddings(path: Path, root: Path, files: list[str]):
@@ -110,8 +119,10 @@ def main(argv=None) -> dict:
     exact_sizes = frame.pixel_hash.value_counts()
     n_exact_groups = int((exact_sizes > 1).sum())
     n_exact_files = int(exact_sizes[exact_sizes > 1].sum())
-    print(f"{len(reps)} distinct images; {n_exact_groups} exact-copy groups holding {n_exact_files} files "
-          f"({exact_seconds:.1f} s)")
+    print(
+        f"{len(reps)} distinct images; {n_exact_groups} exact-copy groups holding {n_exact_files} files "
+        f"({exact_seconds:.1f} s)"
+    )
 
     embeddings = load_embeddings(args.embeddings, root, reps.file.tolist()) if args.embeddings else None
     finder = NearCopyFinder(n_jobs=args.n_jobs, verbose=True).set_params(**parse_overrides(args.set))
@@ -125,8 +136,9 @@ def main(argv=None) -> dict:
     n_exact_only_groups = int(frame.loc[exact_dup & ~in_near, "pixel_hash"].nunique())
     pairs = finder.pairs_
     near_table = duplicates_table(reps.file.tolist(), finder)
-    mosaic = plot_uncertain_pairs([str(root / f) for f in reps.file], pairs,
-                                  args.out_dir / f"dedup_{dataset}_uncertain.png", n=args.mosaic)
+    mosaic = plot_uncertain_pairs(
+        [str(root / f) for f in reps.file], pairs, args.out_dir / f"dedup_{dataset}_uncertain.png", n=args.mosaic
+    )
     reasons = pairs.reason.value_counts().to_dict()
     timings = finder.timings_
     result = {
@@ -144,9 +156,14 @@ def main(argv=None) -> dict:
             "groups": finder.n_groups_,
             "distinct_images_in_groups": int((finder.groups_ != NO_GROUP).sum()),
             "files_in_groups": int(in_near.sum()),
-            "group_sizes_distinct": {int(k): int(v) for k, v in
-                                     pd.Series(finder.groups_[finder.groups_ != NO_GROUP]).value_counts()
-                                     .value_counts().sort_index().items()},
+            "group_sizes_distinct": {
+                int(k): int(v)
+                for k, v in pd.Series(finder.groups_[finder.groups_ != NO_GROUP])
+                .value_counts()
+                .value_counts()
+                .sort_index()
+                .items()
+            },
             "lowest_file_scores": near_table.score.nsmallest(5).round(3).tolist(),
         },
         "total": {
@@ -158,17 +175,24 @@ def main(argv=None) -> dict:
         "within_bar": timings["total"] <= 120.0,
         "params": finder.get_params(),
         "mosaic": str(mosaic),
-        "env": {"python": platform.python_version(), "numpy": np.__version__, "opencv": cv2.__version__,
-                "imagehash": imagehash.__version__, "cpu_count": os.cpu_count(),
-                "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None},
+        "env": {
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "opencv": cv2.__version__,
+            "imagehash": imagehash.__version__,
+            "cpu_count": os.cpu_count(),
+            "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        },
     }
     out = write_json(result, args.out_dir / f"dedup_{dataset}.json")
     if args.save_pairs:
         named = pairs.assign(file_i=reps.file.to_numpy()[pairs.i], file_j=reps.file.to_numpy()[pairs.j])
         named.to_csv(args.out_dir / f"dedup_{dataset}_pairs.csv", index=False)
-    print(f"near: {result['near']['groups']} groups, {result['near']['distinct_images_in_groups']} distinct images, "
-          f"{result['near']['files_in_groups']} files; with exact copies: {result['total']['groups']} groups, "
-          f"{result['total']['files_in_groups']} files")
+    print(
+        f"near: {result['near']['groups']} groups, {result['near']['distinct_images_in_groups']} distinct images, "
+        f"{result['near']['files_in_groups']} files; with exact copies: {result['total']['groups']} groups, "
+        f"{result['total']['files_in_groups']} files"
+    )
     print(f"seconds: {result['seconds']}")
     print(f"wrote {out} and {mosaic}")
     return result

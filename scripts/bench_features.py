@@ -44,14 +44,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import PROJECT_ROOT, RESULTS_DIR, default_image_dir, ensure_bench_images, env_info, peak_rss_mb, write_json  # noqa: E402
+from _common import PROJECT_ROOT, RESULTS_DIR, default_image_dir, ensure_bench_images, env_info, peak_rss_mb, write_json
 
 CHILD_MARKER = "@@BENCH_CHILD_RESULT@@ "
 BARS = {"ratio_min": 0.85, "rss_growth_max": 0.10, "cached_ratio_max": 0.05}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--backbone", default="tf_efficientnet_lite0")
     p.add_argument("--weights", default="imagenet", help="imagenet | none | path to a checkpoint")
     p.add_argument("--sizes", type=int, nargs="+", default=[2000, 8000], help="dataset sizes; throughput on the first")
@@ -59,12 +61,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--num-workers", type=int, default=None, help="DataLoader workers (default: the package default)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's default)")
     p.add_argument("--preprocess", choices=["default", "mri"], default="default", help="MRI steps (default: identity)")
-    p.add_argument("--model-only-batches", type=int, default=100, help="timed model-only batches of COMPUTE_BATCH images")
+    p.add_argument(
+        "--model-only-batches", type=int, default=100, help="timed model-only batches of COMPUTE_BATCH images"
+    )
     p.add_argument("--model-only-warmup", type=int, default=5, help="untimed warm-up batches")
-    p.add_argument("--repeats", type=int, default=3, help="repeats of the model-only timing and of the first-size stage run (median)")
-    p.add_argument("--decode-n", type=int, default=200, help="images for the single-thread decode-cost diagnostic (0: skip)")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="repeats of the model-only timing and of the first-size stage run (median)",
+    )
+    p.add_argument(
+        "--decode-n", type=int, default=200, help="images for the single-thread decode-cost diagnostic (0: skip)"
+    )
     p.add_argument("--bitwise-n", type=int, default=64, help="images for the bitwise check (0: skip)")
-    p.add_argument("--image-dir", default=None, help="generated-image cache (default: <tmp>/brainscan_bench_images/...)")
+    p.add_argument(
+        "--image-dir", default=None, help="generated-image cache (default: <tmp>/brainscan_bench_images/...)"
+    )
     p.add_argument("--work-dir", default=None, help="where the fresh feature caches go (default: a temp dir, deleted)")
     p.add_argument("--gen-workers", type=int, default=None, help="processes generating images (default: cpu count)")
     p.add_argument("--seed", type=int, default=0)
@@ -79,7 +92,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 def make_mri(name: str):
     from brainscan_exp.preprocessing import MRIPreprocess
 
-    return MRIPreprocess() if name == "default" else MRIPreprocess(head_crop=True, intensity="percentile", equalize="clahe")
+    return (
+        MRIPreprocess()
+        if name == "default"
+        else MRIPreprocess(head_crop=True, intensity="percentile", equalize="clahe")
+    )
 
 
 def set_threads(threads: int | None) -> None:
@@ -126,7 +143,9 @@ def child_main(args) -> None:
     backbone = Backbone(args.backbone, args.weights)
     model = backbone.build()
     mri = make_mri(args.preprocess)
-    extractor = FeatureExtractor(args.child_cache_dir, batch_size=args.batch_size, num_workers=args.num_workers, device="cpu", progress=False)
+    extractor = FeatureExtractor(
+        args.child_cache_dir, batch_size=args.batch_size, num_workers=args.num_workers, device="cpu", progress=False
+    )
     rss_before = peak_rss_mb()
 
     timer = ForwardTimer(model)
@@ -166,17 +185,34 @@ def child_main(args) -> None:
         rerun_load = time.perf_counter() - start
         same = len(vectors2) == n and all(np.array_equal(vectors[h], vectors2[h]) for h in paths)
         result.update(
-            cached_rerun_seconds=rerun_wall, cached_rerun_load_seconds=rerun_load,
-            cached_rerun_n_computed=stats2["n_computed"], cached_rerun_same_vectors=bool(same),
+            cached_rerun_seconds=rerun_wall,
+            cached_rerun_load_seconds=rerun_load,
+            cached_rerun_n_computed=stats2["n_computed"],
+            cached_rerun_same_vectors=bool(same),
         )
     print(CHILD_MARKER + json.dumps(result), flush=True)
 
 
 def run_child(args, n: int, cache_dir: Path, rerun: bool) -> dict:
     cmd = [
-        sys.executable, str(Path(__file__).resolve()), "--child", str(n), "--child-cache-dir", str(cache_dir),
-        "--backbone", args.backbone, "--weights", args.weights, "--batch-size", str(args.batch_size),
-        "--preprocess", args.preprocess, "--image-dir", str(args.image_dir), "--seed", str(args.seed),
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        str(n),
+        "--child-cache-dir",
+        str(cache_dir),
+        "--backbone",
+        args.backbone,
+        "--weights",
+        args.weights,
+        "--batch-size",
+        str(args.batch_size),
+        "--preprocess",
+        args.preprocess,
+        "--image-dir",
+        str(args.image_dir),
+        "--seed",
+        str(args.seed),
     ]
     if args.num_workers is not None:
         cmd += ["--num-workers", str(args.num_workers)]
@@ -188,7 +224,7 @@ def run_child(args, n: int, cache_dir: Path, rerun: bool) -> dict:
     lines = [line for line in proc.stdout.splitlines() if line.startswith(CHILD_MARKER)]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"child run (n={n}) failed with code {proc.returncode}; stdout:\n{proc.stdout[-2000:]}")
-    return json.loads(lines[-1][len(CHILD_MARKER):])
+    return json.loads(lines[-1][len(CHILD_MARKER) :])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -230,7 +266,11 @@ def decode_cost(backbone, mri, paths: list[str]) -> dict:
         seconds = time.perf_counter() - start
     finally:
         torch.set_num_threads(old)
-    return {"n": len(paths), "ms_per_image": 1000 * seconds / len(paths), "images_per_s_one_thread": len(paths) / seconds}
+    return {
+        "n": len(paths),
+        "ms_per_image": 1000 * seconds / len(paths),
+        "images_per_s_one_thread": len(paths) / seconds,
+    }
 
 
 def bitwise_check(args, paths: dict[str, str], work: Path) -> dict:
@@ -248,7 +288,9 @@ def bitwise_check(args, paths: dict[str, str], work: Path) -> dict:
     }
     got = {}
     for name, (batch_size, workers) in configs.items():
-        extractor = FeatureExtractor(str(work / f"bitwise_{name}"), batch_size=batch_size, num_workers=workers, device="cpu", progress=False)
+        extractor = FeatureExtractor(
+            str(work / f"bitwise_{name}"), batch_size=batch_size, num_workers=workers, device="cpu", progress=False
+        )
         store, stats = extractor.run(paths, backbone, mri, backbone.build())  # freshly built model each time
         got[name] = store.load(list(paths))
     ref = got["a_default"]
@@ -260,8 +302,12 @@ def bitwise_check(args, paths: dict[str, str], work: Path) -> dict:
             "identical": len(vecs) == len(paths) and all(ref[h].tobytes() == vecs[h].tobytes() for h in paths),
             "max_abs_diff": max(diffs),
         }
-    return {"n": len(paths), "configs": {k: {"batch_size": b, "num_workers": w} for k, (b, w) in configs.items()},
-            "runs": detail, "bitwise_identical": all(d["identical"] for d in detail.values())}
+    return {
+        "n": len(paths),
+        "configs": {k: {"batch_size": b, "num_workers": w} for k, (b, w) in configs.items()},
+        "runs": detail,
+        "bitwise_identical": all(d["identical"] for d in detail.values()),
+    }
 
 
 def median(values):
@@ -287,10 +333,15 @@ def main(argv=None) -> dict | None:
     args.image_dir = Path(args.image_dir) if args.image_dir else default_image_dir(args.seed)
     env = env_info()
     workers = default_workers(torch.device("cpu")) if args.num_workers is None else args.num_workers
-    print(f"bench_features: {args.backbone}, sizes {sizes}, batch {args.batch_size}, workers {workers}, "
-          f"torch threads {torch.get_num_threads()}, cpus {env['cpu_count']}", flush=True)
+    print(
+        f"bench_features: {args.backbone}, sizes {sizes}, batch {args.batch_size}, workers {workers}, "
+        f"torch threads {torch.get_num_threads()}, cpus {env['cpu_count']}",
+        flush=True,
+    )
 
-    all_paths = ensure_bench_images(max(sizes + [args.bitwise_n, args.decode_n]), args.image_dir, args.seed, args.gen_workers)
+    all_paths = ensure_bench_images(
+        max(sizes + [args.bitwise_n, args.decode_n]), args.image_dir, args.seed, args.gen_workers
+    )
     hashes = list(all_paths)
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="bench_features_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -313,9 +364,12 @@ def main(argv=None) -> dict | None:
         for i, n in enumerate(sizes):
             for r in range(args.repeats if i == 0 else 1):
                 res = run_child(args, n, work / f"n{n}_r{r}", rerun=(i == 0 and r == 0))
-                print(f"stage n={n} run {r + 1}: {res['stage_images_per_s']:.1f} img/s, "
-                      f"peak RSS main {res['peak_rss_mb']['main']:.0f} MB, worker max {res['peak_rss_mb']['children_max']:.0f} MB"
-                      + (f", cached rerun {res['cached_rerun_seconds']:.3f} s" if "cached_rerun_seconds" in res else ""), flush=True)
+                print(
+                    f"stage n={n} run {r + 1}: {res['stage_images_per_s']:.1f} img/s, "
+                    f"peak RSS main {res['peak_rss_mb']['main']:.0f} MB, worker max {res['peak_rss_mb']['children_max']:.0f} MB"
+                    + (f", cached rerun {res['cached_rerun_seconds']:.3f} s" if "cached_rerun_seconds" in res else ""),
+                    flush=True,
+                )
                 if i == 0:
                     stage_runs.append(res)
                 if r == 0:
@@ -369,12 +423,15 @@ def main(argv=None) -> dict | None:
             "decode": decode,
             "ideal_ratio_cpu_bound": ideal,
             "model_images_per_s_in_stage": median([r["model_images_per_s_in_stage"] for r in stage_runs]),
-            "waiting_for_input_share": median([r["waiting_for_input_seconds"] / r["stage_seconds"] for r in stage_runs]),
+            "waiting_for_input_share": median(
+                [r["waiting_for_input_seconds"] / r["stage_seconds"] for r in stage_runs]
+            ),
         },
         "bars": {
             **BARS,
             "ratio_ok": ratio is not None and ratio >= BARS["ratio_min"],
-            "rss_growth_ok": growth is not None and all(g is not None and g < BARS["rss_growth_max"] for g in growth.values()),
+            "rss_growth_ok": growth is not None
+            and all(g is not None and g < BARS["rss_growth_max"] for g in growth.values()),
             "cached_ok": cached_ratio < BARS["cached_ratio_max"] and first["cached_rerun_n_computed"] == 0,
             "bitwise_ok": bool(bitwise and bitwise["bitwise_identical"]),
         },
@@ -384,8 +441,20 @@ def main(argv=None) -> dict | None:
         "bitwise": bitwise,
     }
     out = write_json(result, args.out)
-    summary = {k: result[k] for k in ("stage_images_per_s", "model_only_images_per_s", "ratio", "peak_rss_mb", "rss_growth",
-                                      "cached_rerun_seconds", "cached_ratio", "bitwise_identical", "bars")}
+    summary = {
+        k: result[k]
+        for k in (
+            "stage_images_per_s",
+            "model_only_images_per_s",
+            "ratio",
+            "peak_rss_mb",
+            "rss_growth",
+            "cached_rerun_seconds",
+            "cached_ratio",
+            "bitwise_identical",
+            "bars",
+        )
+    }
     summary["diagnostics"] = result["diagnostics"]
     print(json.dumps(summary, indent=2, default=str))
     print(f"written {out}")

@@ -43,7 +43,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import PROJECT_ROOT, RESULTS_DIR, env_info, write_json  # noqa: E402
+from _common import PROJECT_ROOT, RESULTS_DIR, env_info, write_json
 
 DEFAULT_ROOT = PROJECT_ROOT.parent / "shared" / "data" / "mri_dataset_brain_cancer_oc"
 DEFAULT_C = 0.1  # fixed before looking at any result; do not tune it on the CV AUC
@@ -51,17 +51,30 @@ N_SPLITS, N_REPEATS, SEED = 5, 5, 0
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--root", default=str(DEFAULT_ROOT), help="dataset folder (avec_labels/{cancer,normal}, sans_label)")
     p.add_argument("--backbone", default="tf_efficientnet_lite0")
     p.add_argument("--weights", default="imagenet")
-    p.add_argument("--out-indices", nargs="+", default=["3"],
-                   help="timm feature stages pooled into the embedding (the package default: 3); 'head' = the final pooled features. "
-                        "Several values are probed one after the other, e.g. --out-indices head 2 3 4")
-    p.add_argument("--preprocess", nargs="+", choices=["default", "mri"], default=["default"],
-                   help="MRI preprocessing variants to probe (default: identity; mri: head crop + percentile + CLAHE)")
+    p.add_argument(
+        "--out-indices",
+        nargs="+",
+        default=["3"],
+        help="timm feature stages pooled into the embedding (the package default: 3); 'head' = the final pooled features. "
+        "Several values are probed one after the other, e.g. --out-indices head 2 3 4",
+    )
+    p.add_argument(
+        "--preprocess",
+        nargs="+",
+        choices=["default", "mri"],
+        default=["default"],
+        help="MRI preprocessing variants to probe (default: identity; mri: head crop + percentile + CLAHE)",
+    )
     p.add_argument("--C", type=float, default=DEFAULT_C, help="inverse L2 strength, fixed a priori (default 0.1)")
-    p.add_argument("--limit", type=int, default=None, help="use only the first LIMIT/2 images of each class (smoke test)")
+    p.add_argument(
+        "--limit", type=int, default=None, help="use only the first LIMIT/2 images of each class (smoke test)"
+    )
     p.add_argument("--cache-dir", default=str(PROJECT_ROOT / "cache"), help="catalogue hash index and features/ store")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--num-workers", type=int, default=None, help="DataLoader workers (default: the package default)")
@@ -72,7 +85,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 def make_mri(name: str):
     from brainscan_exp.preprocessing import MRIPreprocess
 
-    return MRIPreprocess() if name == "default" else MRIPreprocess(head_crop=True, intensity="percentile", equalize="clahe")
+    return (
+        MRIPreprocess()
+        if name == "default"
+        else MRIPreprocess(head_crop=True, intensity="percentile", equalize="clahe")
+    )
 
 
 def labelled_subset(labelled, limit: int | None):
@@ -128,17 +145,25 @@ def main(argv=None) -> dict:
 
     root = Path(args.root).expanduser().resolve()
     dataset = root.name
-    out = Path(args.out) if args.out else RESULTS_DIR / f"probe_cv_auc_{dataset}{f'_limit{args.limit}' if args.limit else ''}.json"
+    out = (
+        Path(args.out)
+        if args.out
+        else RESULTS_DIR / f"probe_cv_auc_{dataset}{f'_limit{args.limit}' if args.limit else ''}.json"
+    )
     start = time.perf_counter()
     catalogue = build_catalogue(root, cache_dir=args.cache_dir)
     catalogue_seconds = time.perf_counter() - start
     frame = labelled_subset(catalogue.labelled, args.limit)
     y = frame.label.to_numpy().astype(int)
-    print(f"{dataset}: {len(frame)} distinct labelled images ({int(y.sum())} cancer, {int((y == 0).sum())} normal); "
-          f"catalogue in {catalogue_seconds:.1f} s", flush=True)
+    print(
+        f"{dataset}: {len(frame)} distinct labelled images ({int(y.sum())} cancer, {int((y == 0).sum())} normal); "
+        f"catalogue in {catalogue_seconds:.1f} s",
+        flush=True,
+    )
 
-    extractor = FeatureExtractor(str(Path(args.cache_dir) / "features"), batch_size=args.batch_size,
-                                 num_workers=args.num_workers, progress=False)
+    extractor = FeatureExtractor(
+        str(Path(args.cache_dir) / "features"), batch_size=args.batch_size, num_workers=args.num_workers, progress=False
+    )
     paths_by_hash = dict(zip(frame.pixel_hash, frame.path))
     results = {}
     for stage, variant in [(s, v) for s in args.out_indices for v in args.preprocess]:
@@ -151,17 +176,33 @@ def main(argv=None) -> dict:
         start = time.perf_counter()
         res = cv_auc(X, y, args.C)
         res.update(
-            backbone=args.backbone, weights=args.weights, out_indices=backbone.out_indices, preprocess=variant, mri=mri.as_dict(), C=args.C,
+            backbone=args.backbone,
+            weights=args.weights,
+            out_indices=backbone.out_indices,
+            preprocess=variant,
+            mri=mri.as_dict(),
+            C=args.C,
             cv=f"RepeatedStratifiedKFold(n_splits={N_SPLITS}, n_repeats={N_REPEATS}, random_state={SEED})",
             classifier=f"make_pipeline(StandardScaler(), LogisticRegression(C={args.C}, max_iter=5000))",
-            n_images=len(y), n_cancer=int(y.sum()), n_normal=int((y == 0).sum()), embedding_dim=int(X.shape[1]),
-            feature_key=store.key, feature_stats=stats, cv_seconds=time.perf_counter() - start,
+            n_images=len(y),
+            n_cancer=int(y.sum()),
+            n_normal=int((y == 0).sum()),
+            embedding_dim=int(X.shape[1]),
+            feature_key=store.key,
+            feature_stats=stats,
+            cv_seconds=time.perf_counter() - start,
         )
         results[f"{args.backbone}/{variant}/{'head' if stage == 'head' else f'stage{stage}'}"] = res
-        computed = (f"{stats['n_computed']}/{stats['n_images']} computed ({stats['images_per_s']:.1f} img/s)"
-                    if stats["n_computed"] else "all from the cache")
-        print(f"[{args.backbone} / {variant} / out_indices={backbone.out_indices}] ROC-AUC {res['auc_mean']:.3f} +- {res['auc_std']:.3f} (fold std), "
-              f"95% CI of the mean [{res['auc_ci95'][0]:.3f}, {res['auc_ci95'][1]:.3f}]; features: {computed}", flush=True)
+        computed = (
+            f"{stats['n_computed']}/{stats['n_images']} computed ({stats['images_per_s']:.1f} img/s)"
+            if stats["n_computed"]
+            else "all from the cache"
+        )
+        print(
+            f"[{args.backbone} / {variant} / out_indices={backbone.out_indices}] ROC-AUC {res['auc_mean']:.3f} +- {res['auc_std']:.3f} (fold std), "
+            f"95% CI of the mean [{res['auc_ci95'][0]:.3f}, {res['auc_ci95'][1]:.3f}]; features: {computed}",
+            flush=True,
+        )
 
     previous = {}
     if out.exists():
@@ -177,7 +218,7 @@ def main(argv=None) -> dict:
         "dataset_summary": catalogue.summary(),
         "limit": args.limit,
         "note": "C fixed a priori (not tuned on CV). Pixel-hash dedup only: near-duplicates across folds "
-                "make the AUC optimistic; use it to compare preprocessing variants.",
+        "make the AUC optimistic; use it to compare preprocessing variants.",
         "env": env_info(),
         "results": {**previous, **results},
     }

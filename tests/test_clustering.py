@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
-from sklearn.cluster import AgglomerativeClustering, HDBSCAN, KMeans
+from sklearn.cluster import HDBSCAN, AgglomerativeClustering, KMeans
 from sklearn.datasets import make_blobs
 
 from brainscan_exp.clustering import (
@@ -68,7 +68,13 @@ def brain_slices(n: int = 60, size: int = 32, seed: int = 0):
 
 def test_configs_found():
     assert {p.stem for p in CONFIGS} >= {
-        "kmeans", "minibatch_kmeans", "gmm", "agglomerative", "hdbscan", "spectral", "dbscan"
+        "kmeans",
+        "minibatch_kmeans",
+        "gmm",
+        "agglomerative",
+        "hdbscan",
+        "spectral",
+        "dbscan",
     }
 
 
@@ -227,8 +233,13 @@ def test_image_confounds_of_a_synthetic_slice():
 
 @pytest.mark.parametrize(
     ("lr", "ud", "expected"),
-    [(0.95, 0.9, "axial"), (0.95, 0.3, "coronal"), (0.2, 0.9, "sagittal"), (0.7, 0.9, "unknown"),
-     (np.nan, 0.9, "unknown")],
+    [
+        (0.95, 0.9, "axial"),
+        (0.95, 0.3, "coronal"),
+        (0.2, 0.9, "sagittal"),
+        (0.7, 0.9, "unknown"),
+        (np.nan, 0.9, "unknown"),
+    ],
 )
 def test_orientation_heuristic(lr, ud, expected):
     assert estimate_orientation(lr, ud) == expected
@@ -258,22 +269,50 @@ def test_run_cluster_analysis_writes_outputs(tmp_path):
     y_partial = hide(labels, np.arange(60) < 20)
     model = instantiate(OmegaConf.load(CONFIGS[0].with_name("kmeans.yaml")))
     report = run_cluster_analysis(
-        X, y_partial, model, tmp_path, thumbnails=images, confounds=confound_table(images),
-        class_names=("normal", "cancer"), candidate_ks=range(2, 5), projection_methods=("pca", "tsne"),
+        X,
+        y_partial,
+        model,
+        tmp_path,
+        thumbnails=images,
+        confounds=confound_table(images),
+        class_names=("normal", "cancer"),
+        candidate_ks=range(2, 5),
+        projection_methods=("pca", "tsne"),
     )
     expected = {
-        "n_clusters", "noise_share", "n_labelled", "silhouette", "davies_bouldin", "calinski_harabasz",
-        "ari_train", "nmi_train", "purity_train", "n_unmapped_clusters", "pseudo_label_coverage",
-        "cramers_v_label", "eta2_mean_intensity", "n_confounds_flagged", "k_best", "k_pick_silhouette",
+        "n_clusters",
+        "noise_share",
+        "n_labelled",
+        "silhouette",
+        "davies_bouldin",
+        "calinski_harabasz",
+        "ari_train",
+        "nmi_train",
+        "purity_train",
+        "n_unmapped_clusters",
+        "pseudo_label_coverage",
+        "cramers_v_label",
+        "eta2_mean_intensity",
+        "n_confounds_flagged",
+        "k_best",
+        "k_pick_silhouette",
     }
     assert expected <= set(report.metrics)
     assert all(isinstance(v, float) for v in report.metrics.values())
     assert all(np.isfinite(report.metrics[key]) for key in expected)
     assert report.metrics["n_labelled"] == 20
     assert report.metrics["eta2_mean_intensity"] > 0.5  # planted confound found by the stage too
-    for name in ("projections.png", "contingency.png", "cluster_mosaic.png", "k_sweep.png",
-                 "contingency.csv", "clusters.csv", "assignments.csv", "confound_association.csv",
-                 "k_sweep.csv"):
+    for name in (
+        "projections.png",
+        "contingency.png",
+        "cluster_mosaic.png",
+        "k_sweep.png",
+        "contingency.csv",
+        "clusters.csv",
+        "assignments.csv",
+        "confound_association.csv",
+        "k_sweep.csv",
+    ):
         assert (tmp_path / name).stat().st_size > 0
     assert set(report.artifacts) == set(tmp_path.iterdir())
     assert not hasattr(model, "labels_")  # the caller's estimator is left unfitted

@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import pytest
-from hydra.utils import instantiate
-
 from conftest import CONF_DIR
+from hydra.utils import instantiate
 
 
 def _options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 
 
-GROUPS = ["dataset", "backbone", "preprocess", "features", "clusterer", "regime", "model", "trainer", "logger", "debug", "experiment"]
+GROUPS = [
+    "dataset",
+    "backbone",
+    "preprocess",
+    "features",
+    "clusterer",
+    "regime",
+    "model",
+    "trainer",
+    "logger",
+    "debug",
+    "experiment",
+]
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in _options(g)])
@@ -39,7 +50,18 @@ def test_backbones_instantiate_without_weights(train_cfg, option):
 
 
 def test_groups_cover_the_design_card():
-    for group in ["dataset", "backbone", "clusterer", "regime", "trainer", "logger", "experiment", "debug", "paths", "hydra/launcher"]:
+    for group in [
+        "dataset",
+        "backbone",
+        "clusterer",
+        "regime",
+        "trainer",
+        "logger",
+        "experiment",
+        "debug",
+        "paths",
+        "hydra/launcher",
+    ]:
         assert (CONF_DIR / group).is_dir(), group
     for option in ["oc", "demo"]:
         assert (CONF_DIR / "dataset" / f"{option}.yaml").exists()

@@ -89,6 +89,10 @@ def test_predict_pool_keeps_groups_together_and_estimates_its_rates():
     prediction = predict_pool(LogisticRegression(), X, y, X_pool, op, groups=groups)
     assert prediction.p_pool.shape == (400,) and len(prediction.models) == op.inner_folds * op.inner_repeats
     assert abs(prediction.expected["prior"] - y_pool.mean()) < 0.08
-    assert prediction.expected["sensitivity_low"] <= prediction.expected["sensitivity"] <= prediction.expected["sensitivity_high"]
+    assert (
+        prediction.expected["sensitivity_low"]
+        <= prediction.expected["sensitivity"]
+        <= prediction.expected["sensitivity_high"]
+    )
     achieved = (prediction.p_pool[y_pool == 1] >= prediction.threshold).mean()
     assert achieved >= 0.88

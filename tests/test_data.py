@@ -9,7 +9,14 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from brainscan_exp.data import BadImageError, DuplicateLabelError, LayoutError, build_catalogue, holdout_split, repeated_cv_split
+from brainscan_exp.data import (
+    BadImageError,
+    DuplicateLabelError,
+    LayoutError,
+    build_catalogue,
+    holdout_split,
+    repeated_cv_split,
+)
 from brainscan_exp.data.demo import brain_slice
 
 

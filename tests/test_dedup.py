@@ -46,8 +46,10 @@ def brain_slice(seed: int, deform_from: int | None = None) -> np.ndarray:
     a, b = rng.uniform(0.33, 0.38), rng.uniform(0.40, 0.44)
     cx, cy = rng.normal(0, 0.01, 2)
     texture = 0.6 * _smooth_noise(rng, 2.0) + 0.4 * _smooth_noise(rng, 5.0)
-    blobs = [(rng.uniform(-0.2, 0.2), rng.uniform(-0.25, 0.25), rng.uniform(0.02, 0.05), rng.uniform(-0.3, 0.3))
-             for _ in range(8)]
+    blobs = [
+        (rng.uniform(-0.2, 0.2), rng.uniform(-0.25, 0.25), rng.uniform(0.02, 0.05), rng.uniform(-0.3, 0.3))
+        for _ in range(8)
+    ]
     if deform_from is not None:  # adjacent slice: non-rigid shift of the anatomy, some blobs change
         drng = np.random.default_rng(seed)
         dx = 3.0 * _smooth_noise(drng, 25.0)
@@ -55,8 +57,10 @@ def brain_slice(seed: int, deform_from: int | None = None) -> np.ndarray:
         mx, my = np.meshgrid(np.arange(SIZE, dtype=np.float32), np.arange(SIZE, dtype=np.float32))
         texture = cv2.remap(texture, mx + dx, my + dy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         texture = 0.8 * texture + 0.2 * _smooth_noise(drng, 2.0)
-        blobs = blobs[:5] + [(drng.uniform(-0.2, 0.2), drng.uniform(-0.25, 0.25), drng.uniform(0.02, 0.05),
-                              drng.uniform(-0.3, 0.3)) for _ in range(3)]
+        blobs = blobs[:5] + [
+            (drng.uniform(-0.2, 0.2), drng.uniform(-0.25, 0.25), drng.uniform(0.02, 0.05), drng.uniform(-0.3, 0.3))
+            for _ in range(3)
+        ]
     r = ((xx - cx) / a) ** 2 + ((yy - cy) / b) ** 2
     img = np.zeros((SIZE, SIZE), np.float32)
     brain = r <= 0.85
@@ -77,7 +81,7 @@ def _rotate(img: np.ndarray, degrees: float) -> np.ndarray:
 
 def _crop(img: np.ndarray, keep: float) -> np.ndarray:
     m = int(round(SIZE * (1 - keep) / 2))
-    return cv2.resize(img[m:SIZE - m, m:SIZE - m], (SIZE, SIZE), interpolation=cv2.INTER_CUBIC)
+    return cv2.resize(img[m : SIZE - m, m : SIZE - m], (SIZE, SIZE), interpolation=cv2.INTER_CUBIC)
 
 
 def _gamma(img: np.ndarray, g: float) -> np.ndarray:
@@ -267,7 +271,9 @@ def _flip_bits(code: np.uint64, bits) -> np.uint64:
 def test_band_buckets_are_sub_quadratic_and_exact_within_radius():
     rng = np.random.default_rng(0)
     n, n_bands = 200, 4  # 16-bit bands: exact for distance <= 3
-    hashes = rng.integers(0, 2**63, size=(n, 8), dtype=np.uint64) * np.uint64(2) + rng.integers(0, 2, (n, 8), dtype=np.uint64)
+    hashes = rng.integers(0, 2**63, size=(n, 8), dtype=np.uint64) * np.uint64(2) + rng.integers(
+        0, 2, (n, 8), dtype=np.uint64
+    )
     planted = {(3, 57): 3, (10, 150): 2, (42, 43): 0, (99, 180): 1}
     for (i, j), d in planted.items():  # j's transform t is i's canonical hash with d bits flipped
         t = int(rng.integers(0, 8))
@@ -278,7 +284,7 @@ def test_band_buckets_are_sub_quadratic_and_exact_within_radius():
     assert set(planted) <= found
     assert (pairs[:, 0] < pairs[:, 1]).all()
     # a pair at distance 4 with 4 bands can be missed, but never one at distance <= 3
-    for trial in range(50):
+    for _trial in range(50):
         i, j = rng.choice(n, 2, replace=False)
         h = hashes.copy()
         h[j, 5] = _flip_bits(h[i, 0], rng.choice(64, 3, replace=False))
@@ -290,11 +296,14 @@ def test_hash_candidates_filter_by_family_distance():
     n = 200
     members = {f"full_{m}": rng.integers(0, 2**63, size=(n, 8), dtype=np.uint64) for m in ("phash", "dhash")}
     # pair (5, 6): 3 + 4 bits under transform 2; pair (7, 8): 9 + 9 bits (too far at max 12)
-    for (i, j, t, dp, dd) in [(5, 6, 2, 3, 4), (7, 8, 6, 9, 9)]:
+    for i, j, t, dp, dd in [(5, 6, 2, 3, 4), (7, 8, 6, 9, 9)]:
         members["full_phash"][j, t] = _flip_bits(members["full_phash"][i, 0], rng.choice(64, dp, replace=False))
         members["full_dhash"][j, t] = _flip_bits(members["full_dhash"][i, 0], rng.choice(64, dd, replace=False))
     cands = hash_candidates(members, max_distance=12)
-    found = {(int(i), int(j)): (int(h), int(t)) for i, j, h, t in cands[["i", "j", "hamming", "transform"]].itertuples(index=False)}
+    found = {
+        (int(i), int(j)): (int(h), int(t))
+        for i, j, h, t in cands[["i", "j", "hamming", "transform"]].itertuples(index=False)
+    }
     assert found.get((5, 6)) == (7, 2)
     assert (7, 8) not in found
     assert (cands.hamming <= 12).all()
@@ -322,8 +331,9 @@ def test_all_pairs_reference_agrees_with_buckets_on_real_like_hashes(planted):
     hashes = compute_hashes(paths)
     n = len(paths)
     allpairs = np.array(list(itertools.combinations(range(n), 2)))
-    best = np.minimum(*(family_distance([hashes[f"{fam}_phash"], hashes[f"{fam}_dhash"]], allpairs)[0]
-                        for fam in ("full", "head")))
+    best = np.minimum(
+        *(family_distance([hashes[f"{fam}_phash"], hashes[f"{fam}_dhash"]], allpairs)[0] for fam in ("full", "head"))
+    )
     brute = set(map(tuple, allpairs[best <= 22].tolist()))
     cands = hash_candidates(hashes, max_distance=22, n_bands=6)
     assert brute == set(zip(cands.i.tolist(), cands.j.tolist()))

@@ -259,7 +259,9 @@ def test_to_markdown_contains_every_regime():
 def test_label_efficiency_table_and_plot(tmp_path):
     parts = []
     for n_labels, shift in ((10, 0.0), (50, 0.05), (200, 0.08)):
-        parts.append(_fold_metrics(seed=n_labels).assign(n_labels=n_labels, roc_auc=lambda d, s=shift: d["roc_auc"] + s))
+        parts.append(
+            _fold_metrics(seed=n_labels).assign(n_labels=n_labels, roc_auc=lambda d, s=shift: d["roc_auc"] + s)
+        )
     table = label_efficiency_table(pd.concat(parts, ignore_index=True), metrics=["roc_auc"], n_boot=200)
     assert len(table) == 3 * 3
     assert list(table["regime"].iloc[:3]) == ["sup"] * 3 and list(table["n_labels"].iloc[:3]) == [10, 50, 200]
@@ -279,8 +281,10 @@ def test_figures_write_png(tmp_path):
     paths = [
         plot_confusion_matrix(y, (p >= 0.5).astype(int), tmp_path / "cm.png", title="val"),
         plot_roc_curve({"fold 0": (y, p)}, tmp_path / "roc_one.png"),
-        plot_roc_curve({f"fold {i}": _scores(seed=i) for i in range(8)} | {"empty": (np.zeros(4, int), np.full(4, 0.3))},
-                       tmp_path / "roc_many.png"),  # fmt: skip
+        plot_roc_curve(
+            {f"fold {i}": _scores(seed=i) for i in range(8)} | {"empty": (np.zeros(4, int), np.full(4, 0.3))},
+            tmp_path / "roc_many.png",
+        ),  # fmt: skip
         plot_reliability_diagram({"a": (y, p), "b": (y2, p2)}, tmp_path / "sub" / "rel.png", n_bins=8),
         plot_forest(diffs, tmp_path / "forest.png"),
         plot_forest(diffs, tmp_path / "forest_boot.png", metrics=["roc_auc"], ci="bootstrap"),

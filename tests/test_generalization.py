@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from mlflow import MlflowClient
 from hydra.utils import instantiate
+from mlflow import MlflowClient
 from omegaconf import open_dict
 
 from brainscan_exp.stages.generalization import run
@@ -21,7 +21,10 @@ def test_benchmark_writes_one_table_and_chooses_by_the_worst_case(train_cfg, tmp
     with open_dict(cfg):
         root = cfg.dataset.root
         g = cfg.generalization
-        g.datasets = {"demo": {"root": root, "truth": f"{root}/truth.csv"}, "demo_nolabels": {"root": root, "truth": None}}
+        g.datasets = {
+            "demo": {"root": root, "truth": f"{root}/truth.csv"},
+            "demo_nolabels": {"root": root, "truth": None},
+        }
         g.embeddings = {"lite0_s3": [{"name": "tf_efficientnet_lite0", "out_indices": [3]}]}
         g.heads = {"C0.1": {"C": 0.1, "whiten": 0}, "white": {"C": 0.1, "whiten": 8}}
         g.rules = ["conformal", "pool_mixture"]

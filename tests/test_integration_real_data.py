@@ -5,9 +5,9 @@ from __future__ import annotations
 import shutil
 
 import pytest
+from conftest import SHARED_DATA
 
 from brainscan_exp.data import BadImageError, build_catalogue
-from conftest import SHARED_DATA
 
 BRIEF = SHARED_DATA / "mri_dataset_brain_cancer_oc"
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(not BRIEF.is_dir(), reason="real data not present")]
@@ -41,12 +41,14 @@ def test_predict_on_brain_mri_oc_meets_the_definition_of_done(tmp_path):
     written (a few minutes: the features of 1,506 images). Bars: the definition of done for an
     unseen pool (ROC-AUC >= 0.92, sensitivity >= 0.90, specificity >= 0.50), at the operating
     point the run chose without the truth file; and the run's own estimate says so too."""
+    from conftest import compose_train
     from mlflow import MlflowClient
 
     from brainscan_exp.stages.predict import run
-    from conftest import compose_train
 
-    cfg = compose_train(["experiment=predict", "dataset=brain_mri_oc", "features.progress=false"], tmp_path, tmp_path / "cache")
+    cfg = compose_train(
+        ["experiment=predict", "dataset=brain_mri_oc", "features.progress=false"], tmp_path, tmp_path / "cache"
+    )
     run(cfg)
     client = MlflowClient(cfg.logger.tracking_uri)
     (mlrun,) = client.search_runs([client.get_experiment_by_name(cfg.logger.experiment_name).experiment_id])

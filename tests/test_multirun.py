@@ -5,16 +5,22 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from mlflow.tracking import MlflowClient
-
 from conftest import PROJECT_ROOT
+from mlflow.tracking import MlflowClient
 
 
 def _multirun(tmp_path, cache, *overrides):
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     cmd = [
-        sys.executable, "-m", "brainscan_exp", "-m", "debug=fast", f"paths.cache_dir={cache}",
-        f"paths.log_dir={tmp_path / 'logs'}", f"logger.tracking_uri={uri}", *overrides,
+        sys.executable,
+        "-m",
+        "brainscan_exp",
+        "-m",
+        "debug=fast",
+        f"paths.cache_dir={cache}",
+        f"paths.log_dir={tmp_path / 'logs'}",
+        f"logger.tracking_uri={uri}",
+        *overrides,
     ]
     proc = subprocess.run(cmd, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=900)
     client = MlflowClient(uri)
@@ -24,7 +30,9 @@ def _multirun(tmp_path, cache, *overrides):
 
 
 def test_two_by_two_sweep_writes_four_runs(tmp_path, shared_cache):
-    proc, runs = _multirun(tmp_path, shared_cache, "regime=sup,semi", "backbone=tf_efficientnet_lite0,tf_efficientnet_lite1")
+    proc, runs = _multirun(
+        tmp_path, shared_cache, "regime=sup,semi", "backbone=tf_efficientnet_lite0,tf_efficientnet_lite1"
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len(runs) == 4
     assert {r.info.status for r in runs} == {"FINISHED"}

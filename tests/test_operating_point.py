@@ -37,10 +37,14 @@ def _ctx(tmp_path) -> TrainContext:
 
 def test_every_training_image_is_scored_once_per_repeat(tmp_path):
     data = _fold()
-    y, p = out_of_fold_scores(lambda: EstimatorRegime(LogisticRegression()), data, _ctx(tmp_path), n_splits=5, n_repeats=3)
+    y, p = out_of_fold_scores(
+        lambda: EstimatorRegime(LogisticRegression()), data, _ctx(tmp_path), n_splits=5, n_repeats=3
+    )
     assert len(y) == len(p) == 30 and np.isfinite(p).all()  # one score per image: the mean over repeats
     assert (y == np.r_[data.y_train, data.y_val]).all()
-    _, p_once = out_of_fold_scores(lambda: EstimatorRegime(LogisticRegression()), data, _ctx(tmp_path), n_splits=5, n_repeats=1)
+    _, p_once = out_of_fold_scores(
+        lambda: EstimatorRegime(LogisticRegression()), data, _ctx(tmp_path), n_splits=5, n_repeats=1
+    )
     assert not np.allclose(p, p_once)  # the other repeats' models moved the mean
 
 

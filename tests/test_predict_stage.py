@@ -21,7 +21,9 @@ def _run_metrics(cfg):
 
 
 def test_predictions_triage_and_truth_after_predictions(train_cfg, monkeypatch):
-    cfg = train_cfg("experiment=predict", "review.budget_eur=5", "review.cost_per_read_eur=1", "operating_point.n_boot=10")
+    cfg = train_cfg(
+        "experiment=predict", "review.budget_eur=5", "review.cost_per_read_eur=1", "operating_point.n_boot=10"
+    )
     out = Path(cfg.paths.output_dir)
     truth_name = Path(cfg.dataset.truth).name
     opened_before_predictions = []
@@ -33,6 +35,7 @@ def test_predictions_triage_and_truth_after_predictions(train_cfg, monkeypatch):
             if reading and str(file).endswith(truth_name) and not (out / "predictions.csv").exists():
                 opened_before_predictions.append(str(file))
             return opener(file, mode, *args, **kwargs)
+
         return wrapped
 
     monkeypatch.setattr(builtins, "open", watch(real_open))
@@ -62,8 +65,14 @@ def test_predictions_triage_and_truth_after_predictions(train_cfg, monkeypatch):
     assert copy.label_pred == "cancer" and copy.triage == "cancer"
 
     metrics = _run_metrics(cfg).data.metrics
-    for key in ("pool_estimate/sensitivity", "pool_estimate/sensitivity_low", "pool_estimate/specificity_high",
-                "pool_estimate/prior", "predictions/expected_missed", "truth/roc_auc"):
+    for key in (
+        "pool_estimate/sensitivity",
+        "pool_estimate/sensitivity_low",
+        "pool_estimate/specificity_high",
+        "pool_estimate/prior",
+        "predictions/expected_missed",
+        "truth/roc_auc",
+    ):
         assert key in metrics
     assert metrics["predictions/n_review"] == min(5, auto_normal)
 

@@ -19,18 +19,27 @@ def dataset():
     labelled["group"] = [f"g{i // 2}" for i in range(100)]  # near-copy pairs, same label
     pool = pd.DataFrame({"file": [f"sans_label/{i}.jpg" for i in range(600)]})
     pool["pixel_hash"] = "h" + pool.file
-    truth = pd.DataFrame({"file": list(labelled.file) + list(pool.file),
-                          "label": ["cancer"] * 50 + ["normal"] * 50 + list(np.where(rng.random(600) < 0.8, "cancer", "normal")),
-                          "subtype": [subtypes[i % 3] for i in range(50)] + ["notumor"] * 50 + [""] * 600})
+    truth = pd.DataFrame(
+        {
+            "file": list(labelled.file) + list(pool.file),
+            "label": ["cancer"] * 50 + ["normal"] * 50 + list(np.where(rng.random(600) < 0.8, "cancer", "normal")),
+            "subtype": [subtypes[i % 3] for i in range(50)] + ["notumor"] * 50 + [""] * 600,
+        }
+    )
     return labelled, pool, truth
 
 
 def test_no_builder_moves_a_pool_image_into_the_labelled_set(dataset):
     labelled, pool, truth = dataset
     base = from_truth("ds", labelled, pool, truth[truth.file.isin(pool.file)])
-    scenarios = [base, *(without_subtype(base, truth.set_index("file").subtype, s) for s in ("glioma", "pituitary")),
-                 with_tumour_share(base, 0.2), with_tumour_share(base, 0.5), with_fewer_labels(base, 40),
-                 *outer_cv("ds", labelled, pool, n_splits=5)]
+    scenarios = [
+        base,
+        *(without_subtype(base, truth.set_index("file").subtype, s) for s in ("glioma", "pituitary")),
+        with_tumour_share(base, 0.2),
+        with_tumour_share(base, 0.5),
+        with_fewer_labels(base, 40),
+        *outer_cv("ds", labelled, pool, n_splits=5),
+    ]
     for s in scenarios:
         assert set(s.labelled.file) <= set(labelled.file), s.name
         assert not set(s.labelled.file) & set(s.pool.file), s.name

@@ -28,9 +28,13 @@ def test_features_stage_exports_and_logs_the_grid(train_cfg):
     cfg = train_cfg("task=features", "preprocess=mri")
     features.run(cfg)
     table = pd.read_parquet(Path(cfg.paths.output_dir) / "features.parquet")
-    assert set(table.split) == {"labelled", "pool"} and len(table.vector.iloc[0]) == 112  # Lite0 stage 3 (out_indices=[3])
+    assert (
+        set(table.split) == {"labelled", "pool"} and len(table.vector.iloc[0]) == 112
+    )  # Lite0 stage 3 (out_indices=[3])
     client, (run,) = _runs(cfg)
-    assert {"features/features.parquet", "features/preprocessing_grid.png"} <= _artifacts(client, run.info.run_id, "features")
+    assert {"features/features.parquet", "features/preprocessing_grid.png"} <= _artifacts(
+        client, run.info.run_id, "features"
+    )
     assert run.data.params["preprocess.head_crop"] == "True"
 
 
@@ -42,12 +46,23 @@ def test_cluster_stage_logs_scores_confounds_and_figures(train_cfg):
     assert run.data.tags["clusterer"] == "gmm"
     assert "cluster/eta2_mean_intensity" in run.data.metrics
     figures = _artifacts(client, run.info.run_id, "figures")
-    assert {"figures/projections.png", "figures/cluster_mosaic.png", "figures/k_sweep.png", "figures/contingency.png"} <= figures
+    assert {
+        "figures/projections.png",
+        "figures/cluster_mosaic.png",
+        "figures/k_sweep.png",
+        "figures/contingency.png",
+    } <= figures
 
 
 def test_cv_protocol_aggregates_and_resumes(train_cfg):
-    cfg = train_cfg("experiment=cv", "debug=cv_fast", "~cv.regimes.semi_teacher", "~cv.regimes.sup_budget",
-                    "~cv.regimes.knn", "~cv.regimes.self_training")
+    cfg = train_cfg(
+        "experiment=cv",
+        "debug=cv_fast",
+        "~cv.regimes.semi_teacher",
+        "~cv.regimes.sup_budget",
+        "~cv.regimes.knn",
+        "~cv.regimes.self_training",
+    )
     cv.run(cfg)
     out = Path(cfg.paths.output_dir)
     folds = pd.read_csv(out / "fold_metrics.csv")
@@ -99,7 +114,9 @@ def test_truth_file_is_not_opened_before_fitting_ends(train_cfg, tmp_path, monke
 
 
 def test_label_budget_subsampling_is_stratified():
-    split = pd.DataFrame({"label": [1] * 20 + [0] * 20, "split": ["train"] * 16 + ["test"] * 4 + ["train"] * 16 + ["test"] * 4})
+    split = pd.DataFrame(
+        {"label": [1] * 20 + [0] * 20, "split": ["train"] * 16 + ["test"] * 4 + ["train"] * 16 + ["test"] * 4}
+    )
     out = subsample_labels(split, 10, val_size=0.2, seed=0)
     used = out[out.split.isin(["train", "val"])]
     assert len(used) == 10 and used.label.value_counts().to_dict() == {1: 5, 0: 5}
@@ -114,15 +131,27 @@ def test_permuted_control_keeps_label_counts():
 
     data = FoldData(X[::6], (np.arange(60)[::6] >= 30).astype(int), X[:0], np.zeros(0), X)
     plain = PseudoLabelRegime(TeacherPseudoLabeler(threshold=0.6)).pseudo_labels(data)
-    permuted = PseudoLabelRegime(TeacherPseudoLabeler(threshold=0.6), permute_pseudo_labels=True, seed=1).pseudo_labels(data)
+    permuted = PseudoLabelRegime(TeacherPseudoLabeler(threshold=0.6), permute_pseudo_labels=True, seed=1).pseudo_labels(
+        data
+    )
     assert np.array_equal(plain[0], permuted[0])
     assert sorted(plain[1]) == sorted(permuted[1]) and not np.array_equal(plain[1], permuted[1])
 
 
 def test_label_efficiency_curve(train_cfg):
-    cfg = train_cfg("experiment=label_efficiency", "debug=cv_fast", "cv.label_budgets=[8,all]", "cv.budget_folds=2",
-                    "~cv.regimes.semi", "~cv.regimes.semi_teacher", "~cv.regimes.sup_budget", "~cv.regimes.knn",
-                    "~cv.regimes.self_training", "~cv.regimes.semi_permuted", "~cv.regimes.label_spreading")
+    cfg = train_cfg(
+        "experiment=label_efficiency",
+        "debug=cv_fast",
+        "cv.label_budgets=[8,all]",
+        "cv.budget_folds=2",
+        "~cv.regimes.semi",
+        "~cv.regimes.semi_teacher",
+        "~cv.regimes.sup_budget",
+        "~cv.regimes.knn",
+        "~cv.regimes.self_training",
+        "~cv.regimes.semi_permuted",
+        "~cv.regimes.label_spreading",
+    )
     cv.run(cfg)
     out = Path(cfg.paths.output_dir)
     table = pd.read_csv(out / "label_efficiency.csv")

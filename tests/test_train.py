@@ -34,11 +34,18 @@ def test_regime_runs_and_logs(train_cfg, regime):
     artifacts = {a.path for a in client.list_artifacts(mlrun.info.run_id)}
     assert {"predictions.csv", "evaluation", "config", "data"} <= artifacts
     evaluation = {a.path for a in client.list_artifacts(mlrun.info.run_id, "evaluation")}
-    assert {"evaluation/confusion_matrix.png", "evaluation/confusion_matrix.csv", "evaluation/roc_curve.png"} <= evaluation
+    assert {
+        "evaluation/confusion_matrix.png",
+        "evaluation/confusion_matrix.csv",
+        "evaluation/roc_curve.png",
+    } <= evaluation
 
     out = cfg.paths.output_dir
     predictions = pd.read_csv(f"{out}/predictions.csv")
-    pool_files = sorted(p.relative_to(cfg.dataset.root).as_posix() for p in (__import__("pathlib").Path(cfg.dataset.root) / "sans_label").iterdir())
+    pool_files = sorted(
+        p.relative_to(cfg.dataset.root).as_posix()
+        for p in (__import__("pathlib").Path(cfg.dataset.root) / "sans_label").iterdir()
+    )
     assert sorted(predictions.file) == pool_files  # every sans_label file, copies included
     assert set(predictions.label_pred) <= {"cancer", "normal"}
     assert predictions.p_cancer.between(0, 1).all()

@@ -65,8 +65,12 @@ def _scatter(fig: Figure, ax, xy: np.ndarray, values) -> None:
         mask = values == level
         missing = level in MISSING_LEVELS or str(level) in MISSING_LEVELS
         ax.scatter(
-            xy[mask, 0], xy[mask, 1], s=8, label=str(level),
-            color="lightgrey" if missing else palette(i % palette.N), zorder=1 if missing else 2,
+            xy[mask, 0],
+            xy[mask, 1],
+            s=8,
+            label=str(level),
+            color="lightgrey" if missing else palette(i % palette.N),
+            zorder=1 if missing else 2,
         )
     if len(levels) <= MAX_CATEGORIES:
         ax.legend(fontsize=6, markerscale=1.5, loc="best", ncol=1 + len(levels) // 10)

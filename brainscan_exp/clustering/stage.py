@@ -128,9 +128,7 @@ def run_cluster_analysis(
     k_param = _k_param(model.clusterer)
     if k_sweep and k_param is not None:
         ks = [k for k in candidate_ks if k < len(X)]
-        sweep = select_k(
-            model.embedding_, y, ks, make=lambda k: clone(model.clusterer).set_params(**{k_param: k})
-        )
+        sweep = select_k(model.embedding_, y, ks, make=lambda k: clone(model.clusterer).set_params(**{k_param: k}))
         tables["k_sweep"] = sweep.table
         metrics["k_best"] = np.nan if sweep.best_k is None else sweep.best_k
         metrics.update({f"k_pick_{criterion}": k for criterion, k in sweep.picks.items()})
@@ -147,7 +145,11 @@ def run_cluster_analysis(
         colourings[strongest] = confounds[strongest].to_numpy()
     artifacts.append(
         plot_projections(
-            model.embedding_, colourings, out_dir / "projections.png", projection_methods, random_state,
+            model.embedding_,
+            colourings,
+            out_dir / "projections.png",
+            projection_methods,
+            random_state,
             standardise=False,  # the space that was clustered, as the clusterer saw it
         )
     )

@@ -56,9 +56,8 @@ def estimate_pool_em(y_cal: np.ndarray, p_cal: np.ndarray, p_pool: np.ndarray) -
 
     BCTS can fail to converge on a tiny calibration set (L-BFGS line search); QuaPy then skips
     calibration (``on_calib_error='backup'``), which we report as a fallback."""
-    from sklearn.base import BaseEstimator, ClassifierMixin
-
     from quapy.method.aggregative import EMQ
+    from sklearn.base import BaseEstimator, ClassifierMixin
 
     class _Scores(ClassifierMixin, BaseEstimator):
         """QuaPy wants a classifier; the posteriors are computed already, so it passes them on."""
@@ -72,8 +71,14 @@ def estimate_pool_em(y_cal: np.ndarray, p_cal: np.ndarray, p_pool: np.ndarray) -
 
     P_cal, P_pool = _two_column(p_cal), _two_column(p_pool)
     y_cal = np.asarray(y_cal, dtype=int)
-    quantifier = EMQ(_Scores().fit(P_cal, y_cal), fit_classifier=False, val_split=None, exact_train_prev=False,
-                     calib="bcts", on_calib_error="backup")
+    quantifier = EMQ(
+        _Scores().fit(P_cal, y_cal),
+        fit_classifier=False,
+        val_split=None,
+        exact_train_prev=False,
+        calib="bcts",
+        on_calib_error="backup",
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         quantifier.aggregation_fit(P_cal, y_cal)
@@ -96,8 +101,15 @@ def estimate_pool_mixture(y_cal: np.ndarray, p_cal: np.ndarray, p_pool: np.ndarr
     y_cal = np.asarray(y_cal, dtype=int)
     means = np.array([[z_cal[y_cal == 0].mean()], [z_cal[y_cal == 1].mean()]])
     precisions = 1 / np.maximum(np.array([z_cal[y_cal == 0].var(), z_cal[y_cal == 1].var()]), 1e-3)
-    gmm = GaussianMixture(2, covariance_type="tied", means_init=means, precisions_init=[[1 / np.mean(1 / precisions)]],
-                          weights_init=[0.5, 0.5], random_state=seed, max_iter=500)
+    gmm = GaussianMixture(
+        2,
+        covariance_type="tied",
+        means_init=means,
+        precisions_init=[[1 / np.mean(1 / precisions)]],
+        weights_init=[0.5, 0.5],
+        random_state=seed,
+        max_iter=500,
+    )
     gmm.fit(z_pool)
     order = np.argsort(gmm.means_[:, 0])
     weights = gmm.weights_[order]
@@ -147,8 +159,15 @@ def pool_threshold(p: np.ndarray, q: np.ndarray, target_sensitivity: float) -> f
     return float(p[order][min(i, len(p) - 1)])
 
 
-def operating_threshold(rule: str, y_cal: np.ndarray, p_cal: np.ndarray, p_pool: np.ndarray, target_sensitivity: float,
-                        confidence: float = 0.9, seed: int = 0) -> tuple[float, PoolEstimate | None]:
+def operating_threshold(
+    rule: str,
+    y_cal: np.ndarray,
+    p_cal: np.ndarray,
+    p_pool: np.ndarray,
+    target_sensitivity: float,
+    confidence: float = 0.9,
+    seed: int = 0,
+) -> tuple[float, PoolEstimate | None]:
     """The threshold of ``rule`` and, for the pool rules, the pool estimate it came from."""
     if rule in LABELLED_RULES:
         return choose_threshold(y_cal, p_cal, target_sensitivity, rule=rule, confidence=confidence), None
@@ -158,8 +177,16 @@ def operating_threshold(rule: str, y_cal: np.ndarray, p_cal: np.ndarray, p_pool:
     raise ValueError(f"operating_point.rule must be one of {RULES}, got {rule!r}")
 
 
-def bootstrap_rates(method: str, y_cal: np.ndarray, p_cal: np.ndarray, p_pool: np.ndarray, threshold: float,
-                    n_boot: int = 100, level: float = 0.9, seed: int = 0) -> dict[str, float]:
+def bootstrap_rates(
+    method: str,
+    y_cal: np.ndarray,
+    p_cal: np.ndarray,
+    p_pool: np.ndarray,
+    threshold: float,
+    n_boot: int = 100,
+    level: float = 0.9,
+    seed: int = 0,
+) -> dict[str, float]:
     """Intervals for the pool's expected sensitivity and specificity at ``threshold``: the
     calibration images and the pool are both resampled and the estimator refitted each time."""
     rng = np.random.default_rng(seed)

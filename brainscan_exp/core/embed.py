@@ -16,8 +16,9 @@ from brainscan_exp.models.backbones import Backbone
 from brainscan_exp.preprocessing import MRIPreprocess
 
 
-def embed(paths_by_hash: dict[str, str], backbones: list[Backbone], mri: MRIPreprocess,
-          extractor: FeatureExtractor) -> tuple[dict[str, np.ndarray], list[str]]:
+def embed(
+    paths_by_hash: dict[str, str], backbones: list[Backbone], mri: MRIPreprocess, extractor: FeatureExtractor
+) -> tuple[dict[str, np.ndarray], list[str]]:
     """pixel hash -> concatenated vector over ``backbones`` (each block from its content-keyed
     store, computed only where missing); also returns the store keys."""
     blocks, keys = [], []
@@ -35,8 +36,9 @@ def stack(vectors: dict[str, np.ndarray], hashes, dim: int | None = None) -> np.
     return np.stack([vectors[h] for h in hashes]).astype(np.float32)
 
 
-def whiten_with(X_lab: np.ndarray, X_pool: np.ndarray, X_other: np.ndarray | None = None,
-                n_components: int | None = None) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray | None]]:
+def whiten_with(
+    X_lab: np.ndarray, X_pool: np.ndarray, X_other: np.ndarray | None = None, n_components: int | None = None
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray | None]]:
     """PCA whitening fitted on labelled + pool images (no labels used), applied to all three;
     ``n_components`` None or 0: unchanged."""
     if not n_components:

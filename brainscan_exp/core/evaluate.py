@@ -22,11 +22,16 @@ class DefinitionOfDone:
     specificity: float = 0.50
 
     def met(self, row: dict) -> bool:
-        return (row["roc_auc"] >= self.roc_auc and row["sensitivity"] >= self.sensitivity
-                and row["specificity"] >= self.specificity)
+        return (
+            row["roc_auc"] >= self.roc_auc
+            and row["sensitivity"] >= self.sensitivity
+            and row["specificity"] >= self.specificity
+        )
 
 
-def bootstrap_auc(y: np.ndarray, p: np.ndarray, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+def bootstrap_auc(
+    y: np.ndarray, p: np.ndarray, n_boot: int = 1000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
     """Percentile interval of the ROC-AUC, resampling within each class (both stay present)."""
     if n_boot <= 0:
         return float("nan"), float("nan")
@@ -36,13 +41,18 @@ def bootstrap_auc(y: np.ndarray, p: np.ndarray, n_boot: int = 1000, level: float
     for b in range(n_boot):
         a, c = rng.choice(pos, len(pos)), rng.choice(neg, len(neg))
         # Mann-Whitney form of the AUC, ties counted half
-        aucs[b] = (np.mean(a[:, None] > c[None, :]) + 0.5 * np.mean(a[:, None] == c[None, :]))
+        aucs[b] = np.mean(a[:, None] > c[None, :]) + 0.5 * np.mean(a[:, None] == c[None, :])
     lo, hi = np.quantile(aucs, [(1 - level) / 2, 1 - (1 - level) / 2])
     return float(lo), float(hi)
 
 
-def score_predictions(predictions: pd.DataFrame, truth: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
-                      dod: DefinitionOfDone = DefinitionOfDone()) -> dict[str, float]:
+def score_predictions(
+    predictions: pd.DataFrame,
+    truth: pd.DataFrame,
+    n_boot: int = 1000,
+    seed: int = 0,
+    dod: DefinitionOfDone = DefinitionOfDone(),
+) -> dict[str, float]:
     """``predictions`` (file, p_cancer, label_pred, triage[, label_source]) against ``truth``
     (file, label: cancer|normal). Copies of labelled images (``label_source=copy``) are left out:
     they are known, not predicted."""
@@ -62,7 +72,9 @@ def score_predictions(predictions: pd.DataFrame, truth: pd.DataFrame, n_boot: in
         "specificity": float((~called[y == 0]).mean()) if (y == 0).any() else float("nan"),
         "review_share": float((merged.triage == "review").mean()) if "triage" in merged else 0.0,
     }
-    row["auc_low"], row["auc_high"] = bootstrap_auc(y, p, n_boot, seed=seed) if 0 < y.sum() < len(y) else (np.nan, np.nan)
+    row["auc_low"], row["auc_high"] = (
+        bootstrap_auc(y, p, n_boot, seed=seed) if 0 < y.sum() < len(y) else (np.nan, np.nan)
+    )
     if "triage" in merged:  # after the radiologist reads the review queue
         missed = (y == 1) & (merged.triage.to_numpy() == "normal")
         row["sensitivity_after_review"] = float(1 - missed[y == 1].mean()) if y.any() else float("nan")

@@ -72,7 +72,9 @@ def inner_folds(y: np.ndarray, groups: np.ndarray | None, n_splits: int, n_repea
     per_class = min(len(np.unique(groups[y == k])) for k in (0, 1))
     n_splits = min(n_splits, per_class)
     if n_splits < 2:
-        raise ValueError(f"out-of-fold scores need at least 2 independent images per class, got {np.bincount(y, minlength=2).tolist()}")
+        raise ValueError(
+            f"out-of-fold scores need at least 2 independent images per class, got {np.bincount(y, minlength=2).tolist()}"
+        )
     for r in range(n_repeats):
         cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed + r)
         for train, test in cv.split(np.zeros(len(y)), y, groups):
@@ -85,8 +87,17 @@ def _fit(estimator, X: np.ndarray, y: np.ndarray, X_pool: np.ndarray, semi_super
     return clone(estimator).fit(X, y)
 
 
-def out_of_fold(estimator, X: np.ndarray, y: np.ndarray, X_pool: np.ndarray, groups=None, n_splits: int = 5,
-                n_repeats: int = 3, seed: int = 0, semi_supervised: bool = False) -> tuple[np.ndarray, np.ndarray, list]:
+def out_of_fold(
+    estimator,
+    X: np.ndarray,
+    y: np.ndarray,
+    X_pool: np.ndarray,
+    groups=None,
+    n_splits: int = 5,
+    n_repeats: int = 3,
+    seed: int = 0,
+    semi_supervised: bool = False,
+) -> tuple[np.ndarray, np.ndarray, list]:
     """(out-of-fold score of each labelled image, mean over repeats; pool score, mean over every
     inner model; the inner models)."""
     y = np.asarray(y, dtype=int)
@@ -99,9 +110,13 @@ def out_of_fold(estimator, X: np.ndarray, y: np.ndarray, X_pool: np.ndarray, gro
     return np.nanmean(oof, axis=0), pool, models
 
 
-def decide(op: OperatingPoint, y_cal: np.ndarray, p_cal: np.ndarray, p_pool: np.ndarray, models: list | None = None) -> PoolPrediction:
+def decide(
+    op: OperatingPoint, y_cal: np.ndarray, p_cal: np.ndarray, p_pool: np.ndarray, models: list | None = None
+) -> PoolPrediction:
     """Threshold by ``op.rule`` and the pool's expected rates at it, from scores alone."""
-    threshold, estimate = operating_threshold(op.rule, y_cal, p_cal, p_pool, op.target_sensitivity, op.confidence, op.seed)
+    threshold, estimate = operating_threshold(
+        op.rule, y_cal, p_cal, p_pool, op.target_sensitivity, op.confidence, op.seed
+    )
     if estimate is None or estimate.method != op.estimator:
         estimate = estimate_pool(op.estimator, y_cal, p_cal, p_pool, op.seed)
     sens, spec = expected_rates(p_pool, estimate.posterior, threshold)
@@ -111,12 +126,20 @@ def decide(op: OperatingPoint, y_cal: np.ndarray, p_cal: np.ndarray, p_pool: np.
     return PoolPrediction(p_pool, threshold, op.rule, y_cal, p_cal, estimate, expected, list(models or []))
 
 
-def predict_pool(estimator, X_lab: np.ndarray, y_lab: np.ndarray, X_pool: np.ndarray, op: OperatingPoint = OperatingPoint(),
-                 groups: np.ndarray | None = None, semi_supervised: bool = False) -> PoolPrediction:
+def predict_pool(
+    estimator,
+    X_lab: np.ndarray,
+    y_lab: np.ndarray,
+    X_pool: np.ndarray,
+    op: OperatingPoint = OperatingPoint(),
+    groups: np.ndarray | None = None,
+    semi_supervised: bool = False,
+) -> PoolPrediction:
     """Scores, threshold and expected rates for the pool; nothing here sees a pool label."""
     y_lab = np.asarray(y_lab, dtype=int)
-    p_cal, p_pool, models = out_of_fold(estimator, X_lab, y_lab, X_pool, groups, op.inner_folds, op.inner_repeats, op.seed,
-                                        semi_supervised)
+    p_cal, p_pool, models = out_of_fold(
+        estimator, X_lab, y_lab, X_pool, groups, op.inner_folds, op.inner_repeats, op.seed, semi_supervised
+    )
     return decide(op, y_lab, p_cal, p_pool, models)
 
 
@@ -124,15 +147,17 @@ def predictions_table(files, prediction: PoolPrediction, n_reads: int) -> tuple[
     """One row per predicted pool image: p_cancer, label_pred (at the operating point), triage
     (cancer | normal | review under the reading budget) and the pool posterior it ranked by."""
     sorted_triage = triage(prediction.p_pool, prediction.estimate.posterior, prediction.threshold, n_reads)
-    return pd.DataFrame({
-        "file": list(files),
-        "p_cancer": prediction.p_pool,
-        "label_pred": prediction.label_pred,
-        "triage": sorted_triage.decision,
-        "p_cancer_pool": prediction.estimate.posterior,
-        "label_source": "model",
-        "near_copy_of": "",
-    }), sorted_triage
+    return pd.DataFrame(
+        {
+            "file": list(files),
+            "p_cancer": prediction.p_pool,
+            "label_pred": prediction.label_pred,
+            "triage": sorted_triage.decision,
+            "p_cancer_pool": prediction.estimate.posterior,
+            "label_source": "model",
+            "near_copy_of": "",
+        }
+    ), sorted_triage
 
 
 def with_copies(table: pd.DataFrame, unlabelled: pd.DataFrame, p_copies: np.ndarray) -> pd.DataFrame:
@@ -142,13 +167,23 @@ def with_copies(table: pd.DataFrame, unlabelled: pd.DataFrame, p_copies: np.ndar
     model's score of those copies, in order."""
     by_hash = table.assign(pixel_hash=unlabelled.set_index("file").loc[table.file, "pixel_hash"].to_numpy())
     is_copy = unlabelled.copy_of.fillna("").to_numpy() != ""
-    rows = unlabelled[~is_copy][["file", "pixel_hash"]].merge(by_hash.drop(columns="file").drop_duplicates("pixel_hash"),
-                                                              on="pixel_hash", how="left")
+    rows = unlabelled[~is_copy][["file", "pixel_hash"]].merge(
+        by_hash.drop(columns="file").drop_duplicates("pixel_hash"), on="pixel_hash", how="left"
+    )
     copies = unlabelled[is_copy]
     known = np.asarray(CLASS_NAMES, dtype=object)[copies.copy_label.to_numpy(int)]
-    copy_rows = pd.DataFrame({"file": copies.file.to_numpy(), "pixel_hash": copies.pixel_hash.to_numpy(), "p_cancer": p_copies,
-                              "label_pred": known, "triage": known, "p_cancer_pool": np.nan, "label_source": "copy",
-                              "near_copy_of": copies.copy_of.to_numpy()})
+    copy_rows = pd.DataFrame(
+        {
+            "file": copies.file.to_numpy(),
+            "pixel_hash": copies.pixel_hash.to_numpy(),
+            "p_cancer": p_copies,
+            "label_pred": known,
+            "triage": known,
+            "p_cancer_pool": np.nan,
+            "label_source": "copy",
+            "near_copy_of": copies.copy_of.to_numpy(),
+        }
+    )
     out = pd.concat([rows, copy_rows], ignore_index=True).sort_values("file").reset_index(drop=True)
     return out.drop(columns="pixel_hash")
 

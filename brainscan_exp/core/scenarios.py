@@ -32,7 +32,9 @@ def _with_groups(labelled: pd.DataFrame) -> pd.DataFrame:
     return labelled if "group" in labelled else labelled.assign(group=labelled.pixel_hash)
 
 
-def from_truth(name: str, labelled: pd.DataFrame, pool: pd.DataFrame, truth: pd.DataFrame, exclude: set[str] = frozenset()) -> Scenario:
+def from_truth(
+    name: str, labelled: pd.DataFrame, pool: pd.DataFrame, truth: pd.DataFrame, exclude: set[str] = frozenset()
+) -> Scenario:
     """The dataset as delivered: the scored pool is every pool image with a truth row, except
     ``exclude`` (files known to be copies of labelled images)."""
     scored = truth[truth.file.isin(pool.file) & ~truth.file.isin(exclude)][["file", "label"]].reset_index(drop=True)
@@ -43,8 +45,13 @@ def without_subtype(base: Scenario, subtypes: pd.Series, subtype: str) -> Scenar
     """No labelled image of ``subtype`` (``subtypes``: file -> subtype); the pool keeps it."""
     drop = set(subtypes[subtypes == subtype].index)
     labelled = base.labelled[~base.labelled.file.isin(drop)].reset_index(drop=True)
-    return Scenario(f"no_{subtype}", f"labelled set without {subtype} tumours ({len(base.labelled) - len(labelled)} removed)",
-                    labelled, base.pool, base.truth)
+    return Scenario(
+        f"no_{subtype}",
+        f"labelled set without {subtype} tumours ({len(base.labelled) - len(labelled)} removed)",
+        labelled,
+        base.pool,
+        base.truth,
+    )
 
 
 def with_tumour_share(base: Scenario, share: float, seed: int = 0) -> Scenario:
@@ -60,7 +67,13 @@ def with_tumour_share(base: Scenario, share: float, seed: int = 0) -> Scenario:
     truth = pd.concat([tumours, normals]).reset_index(drop=True)
     keep = set(truth.file) | set(base.pool.file[~base.pool.file.isin(base.truth.file)])  # unscored pool images stay
     pool = base.pool[base.pool.file.isin(keep)].reset_index(drop=True)
-    return Scenario(f"share_{round(share * 100)}", f"pool resampled to {share:.0%} tumours ({len(truth)} scored)", base.labelled, pool, truth)
+    return Scenario(
+        f"share_{round(share * 100)}",
+        f"pool resampled to {share:.0%} tumours ({len(truth)} scored)",
+        base.labelled,
+        pool,
+        truth,
+    )
 
 
 def group_stratified_subsample(labelled: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
@@ -83,20 +96,34 @@ def group_stratified_subsample(labelled: pd.DataFrame, n: int, seed: int = 0) ->
 
 def with_fewer_labels(base: Scenario, n: int, seed: int = 0) -> Scenario:
     labelled = group_stratified_subsample(base.labelled, n, seed)
-    return Scenario(f"labels_{n}", f"{len(labelled)} labelled images instead of {len(base.labelled)}", labelled, base.pool, base.truth)
+    return Scenario(
+        f"labels_{n}",
+        f"{len(labelled)} labelled images instead of {len(base.labelled)}",
+        labelled,
+        base.pool,
+        base.truth,
+    )
 
 
-def outer_cv(name: str, labelled: pd.DataFrame, pool: pd.DataFrame, n_splits: int = 5, seed: int = 0) -> Iterator[Scenario]:
+def outer_cv(
+    name: str, labelled: pd.DataFrame, pool: pd.DataFrame, n_splits: int = 5, seed: int = 0
+) -> Iterator[Scenario]:
     """For a dataset whose pool has no truth: each outer fold's labelled test images join the
     pool unlabelled and are the scored images; the others are the labelled set."""
     labelled = _with_groups(labelled)
     cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     for k, (train, test) in enumerate(cv.split(labelled, labelled.label, labelled.group)):
         held = labelled.iloc[test]
-        truth = held.assign(label=np.where(held.label == 1, "cancer", "normal"))[["file", "label"]].reset_index(drop=True)
-        yield Scenario(f"{name}_fold{k}", f"outer fold {k} of {n_splits}: {len(test)} labelled images held out",
-                       labelled.iloc[train].reset_index(drop=True),
-                       pd.concat([pool[["file", "pixel_hash"]], held[["file", "pixel_hash"]]]).reset_index(drop=True), truth)
+        truth = held.assign(label=np.where(held.label == 1, "cancer", "normal"))[["file", "label"]].reset_index(
+            drop=True
+        )
+        yield Scenario(
+            f"{name}_fold{k}",
+            f"outer fold {k} of {n_splits}: {len(test)} labelled images held out",
+            labelled.iloc[train].reset_index(drop=True),
+            pd.concat([pool[["file", "pixel_hash"]], held[["file", "pixel_hash"]]]).reset_index(drop=True),
+            truth,
+        )
 
 
 def across(source: str, labelled: pd.DataFrame, target: str, pool: pd.DataFrame, truth: pd.DataFrame) -> Scenario:
@@ -105,5 +132,10 @@ def across(source: str, labelled: pd.DataFrame, target: str, pool: pd.DataFrame,
     images whose pixels a labelled image has are dropped (collections share public images)."""
     pool = pool[~pool.pixel_hash.isin(labelled.pixel_hash)]
     scored = truth[truth.file.isin(pool.file)][["file", "label"]].reset_index(drop=True)
-    return Scenario(f"{source}->{target}", f"labelled {source}, pool and truth {target}", _with_groups(labelled),
-                    pool[["file", "pixel_hash"]].reset_index(drop=True), scored)
+    return Scenario(
+        f"{source}->{target}",
+        f"labelled {source}, pool and truth {target}",
+        _with_groups(labelled),
+        pool[["file", "pixel_hash"]].reset_index(drop=True),
+        scored,
+    )

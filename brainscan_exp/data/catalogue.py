@@ -38,7 +38,7 @@ class Catalogue:
         """Near-copy group of each pixel hash: exact copies share a hash, near copies a group."""
         return [self.near_groups.get(h, h) for h in hashes]
 
-    def with_near_copies(self, near_groups: dict[str, str]) -> "Catalogue":
+    def with_near_copies(self, near_groups: dict[str, str]) -> Catalogue:
         """The catalogue once near copies are known: labelled images carry their group, and pool
         images in a labelled image's group leave the pool (they are known, not new)."""
         cat = replace(self, near_groups=dict(near_groups))
@@ -55,7 +55,11 @@ class Catalogue:
         groups = self.group_of(files.pixel_hash)
         copy_of = [twin.file.get(g, "") for g in groups]
         copy_label = [int(twin.label.get(g, -1)) for g in groups]
-        return files[["file", "path", "pixel_hash"]].assign(group=groups, copy_of=copy_of, copy_label=copy_label).reset_index(drop=True)
+        return (
+            files[["file", "path", "pixel_hash"]]
+            .assign(group=groups, copy_of=copy_of, copy_label=copy_label)
+            .reset_index(drop=True)
+        )
 
     @property
     def fingerprint(self) -> str:
@@ -143,7 +147,10 @@ def build_catalogue(root: str | Path, cache_dir: str | Path | None = None, on_ba
     conflicts = conflicts[conflicts > 1]
     if len(conflicts):
         lines = [
-            ", ".join(f"{f} ({CLASS_NAMES[y]})" for f, y in labelled_files[labelled_files.pixel_hash == h][["file", "label"]].itertuples(index=False))
+            ", ".join(
+                f"{f} ({CLASS_NAMES[y]})"
+                for f, y in labelled_files[labelled_files.pixel_hash == h][["file", "label"]].itertuples(index=False)
+            )
             for h in conflicts.index
         ]
         raise DuplicateLabelError(

@@ -27,7 +27,13 @@ def brain_slice(rng: np.random.Generator, size: int = 256, lesion: bool = False,
     img = np.zeros((size, size), np.float32)
     img[(r <= 1.0) & (r > 0.86)] = 0.85  # skull
     brain = r <= 0.86
-    texture = np.asarray(Image.fromarray((rng.random((size, size)) * 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(3)), np.float32) / 255
+    texture = (
+        np.asarray(
+            Image.fromarray((rng.random((size, size)) * 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(3)),
+            np.float32,
+        )
+        / 255
+    )
     img[brain] = 0.45 + 0.35 * (texture[brain] - 0.5) * 2
     for side in (-1, 1):  # ventricles
         v = ((xx - cx - side * 0.06) / 0.04) ** 2 + ((yy - cy) / 0.12) ** 2 <= 1
@@ -42,8 +48,14 @@ def brain_slice(rng: np.random.Generator, size: int = 256, lesion: bool = False,
     return (img * 255).astype(np.uint8)
 
 
-def make_demo_dataset(root: str | Path, n_labelled_per_class: int = 20, n_unlabelled: int = 120,
-                      cancer_share: float = 0.5, size: int = 256, seed: int = 0) -> Path:
+def make_demo_dataset(
+    root: str | Path,
+    n_labelled_per_class: int = 20,
+    n_unlabelled: int = 120,
+    cancer_share: float = 0.5,
+    size: int = 256,
+    seed: int = 0,
+) -> Path:
     """Write the dataset under ``root`` (replacing it); returns ``root``."""
     root = Path(root)
     if root.exists():
@@ -66,7 +78,9 @@ def make_demo_dataset(root: str | Path, n_labelled_per_class: int = 20, n_unlabe
     (root / UNLABELLED_DIR).mkdir(parents=True, exist_ok=True)
     shutil.copy(root / LABELLED_DIR / "cancer" / "cancer_000.jpg", root / UNLABELLED_DIR / "copy_of_labelled.jpg")
     shutil.copy(root / UNLABELLED_DIR / "img_0000.jpg", root / UNLABELLED_DIR / "copy_of_pool.jpg")
-    truth += [(f"{UNLABELLED_DIR}/copy_of_labelled.jpg", "cancer"),
-              (f"{UNLABELLED_DIR}/copy_of_pool.jpg", dict(truth)[f"{UNLABELLED_DIR}/img_0000.jpg"])]
+    truth += [
+        (f"{UNLABELLED_DIR}/copy_of_labelled.jpg", "cancer"),
+        (f"{UNLABELLED_DIR}/copy_of_pool.jpg", dict(truth)[f"{UNLABELLED_DIR}/img_0000.jpg"]),
+    ]
     pd.DataFrame(truth, columns=["file", "label"]).to_csv(root / "truth.csv", index=False)
     return root

@@ -44,11 +44,11 @@ def scan_layout(root: str | Path) -> pd.DataFrame:
     """
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise LayoutError(f"dataset root {root} does not exist. Set dataset.root=PATH to a folder laid out as:\n{EXPECTED_LAYOUT}")
+        raise LayoutError(
+            f"dataset root {root} does not exist. Set dataset.root=PATH to a folder laid out as:\n{EXPECTED_LAYOUT}"
+        )
     missing = [
-        rel
-        for rel in (f"{LABELLED_DIR}/cancer", f"{LABELLED_DIR}/normal", UNLABELLED_DIR)
-        if not (root / rel).is_dir()
+        rel for rel in (f"{LABELLED_DIR}/cancer", f"{LABELLED_DIR}/normal", UNLABELLED_DIR) if not (root / rel).is_dir()
     ]
     if missing:
         found = sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir())

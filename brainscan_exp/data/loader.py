@@ -11,8 +11,14 @@ from brainscan_exp.data.demo import make_demo_dataset
 log = logging.getLogger(__name__)
 
 
-def load_dataset(root: str, cache_dir: str | None = None, on_bad_file: str = "error", name: str = "oc",
-                 truth: str | None = None, generate: dict | None = None) -> Catalogue:
+def load_dataset(
+    root: str,
+    cache_dir: str | None = None,
+    on_bad_file: str = "error",
+    name: str = "oc",
+    truth: str | None = None,
+    generate: dict | None = None,
+) -> Catalogue:
     """Catalogue ``root``. With ``generate`` (the demo), the data is made first when absent.
 
     ``truth`` is deliberately not read here: it is only opened after fitting, to score predictions.

@@ -23,7 +23,9 @@ def split_off_groups(labelled: pd.DataFrame, idx: np.ndarray, share: float, seed
     y, groups = labelled.label.to_numpy()[idx], _groups(labelled)[idx]
     n_splits = min(n_splits, min(len(np.unique(groups[y == k])) for k in np.unique(y)))
     if n_splits < 2:
-        raise ValueError(f"cannot split {len(idx)} labelled images ({np.bincount(y).tolist()} per class) into groups on both sides")
+        raise ValueError(
+            f"cannot split {len(idx)} labelled images ({np.bincount(y).tolist()} per class) into groups on both sides"
+        )
     rest, part = next(StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(idx, y, groups))
     return idx[rest], idx[part]
 

@@ -134,9 +134,13 @@ def family_distance(members: Sequence[np.ndarray], pairs: np.ndarray) -> tuple[n
     return both[np.arange(len(pairs)), best_t].astype(np.int16), best_t.astype(np.int8)
 
 
-def hash_candidates(hashes: Mapping[str, np.ndarray], families: Sequence[str] | None = None,
-                    max_distance: int = 22, n_bands: int | None = None,
-                    max_bucket: int | None = 100_000) -> pd.DataFrame:
+def hash_candidates(
+    hashes: Mapping[str, np.ndarray],
+    families: Sequence[str] | None = None,
+    max_distance: int = 22,
+    n_bands: int | None = None,
+    max_bucket: int | None = 100_000,
+) -> pd.DataFrame:
     """Pairs within ``max_distance`` in at least one hash family, found through band buckets.
 
     ``hashes``: ``{"<family>_<method>": (n, 8) uint64}`` (:func:`~.hashing.compute_hashes`).
@@ -156,13 +160,23 @@ def hash_candidates(hashes: Mapping[str, np.ndarray], families: Sequence[str] | 
     for family, members in by_family.items():
         bands = n_bands if n_bands is not None else required_bands(max_distance, len(members))
         n = len(members[0])
-        keys = np.unique(np.concatenate([c[:, 0] * n + c[:, 1] for c in
-                                         (band_collisions(m, bands, max_bucket) for m in members)]))
+        keys = np.unique(
+            np.concatenate([c[:, 0] * n + c[:, 1] for c in (band_collisions(m, bands, max_bucket) for m in members)])
+        )
         pairs = np.stack([keys // n, keys % n], axis=1) if n else np.empty((0, 2), np.int64)
         dist, transform = family_distance(members, pairs)
         keep = dist <= max_distance
-        frames.append(pd.DataFrame({"i": pairs[keep, 0], "j": pairs[keep, 1], "hamming": dist[keep],
-                                    "transform": transform[keep], "family": family}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "i": pairs[keep, 0],
+                    "j": pairs[keep, 1],
+                    "hamming": dist[keep],
+                    "transform": transform[keep],
+                    "family": family,
+                }
+            )
+        )
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
     out = out.sort_values(["i", "j", "hamming"]).drop_duplicates(["i", "j"], keep="first")
     return out.reset_index(drop=True)[columns]
@@ -195,9 +209,12 @@ def _cosine_of(embeddings: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarr
     return 1.0 - np.einsum("ij,ij->i", X[i], X[j]) / (norms[i] * norms[j])
 
 
-def merge_candidates(hash_pairs: pd.DataFrame, knn_pairs: pd.DataFrame | None = None,
-                     hashes: Mapping[str, np.ndarray] | None = None,
-                     embeddings: np.ndarray | None = None) -> pd.DataFrame:
+def merge_candidates(
+    hash_pairs: pd.DataFrame,
+    knn_pairs: pd.DataFrame | None = None,
+    hashes: Mapping[str, np.ndarray] | None = None,
+    embeddings: np.ndarray | None = None,
+) -> pd.DataFrame:
     """Union of both routes, one row per unordered pair, with both cheap signals filled in.
 
     Columns ``i, j, hamming, transform, cosine, source`` (``hash``, ``knn`` or ``hash+knn``). A kNN

@@ -143,8 +143,9 @@ def _matches(fa: Features, fb: Features, norm: int, ratio: float) -> tuple[np.nd
 def _ransac_affine(src: np.ndarray, dst: np.ndarray, threshold: float, refine: bool):
     if len(src) < 4:
         return None, 0
-    M, mask = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=threshold,
-                                   maxIters=2000, confidence=0.995, refineIters=10)
+    M, mask = cv2.estimateAffine2D(
+        src, dst, method=cv2.RANSAC, ransacReprojThreshold=threshold, maxIters=2000, confidence=0.995, refineIters=10
+    )
     if M is None or mask is None:
         return None, 0
     inl = mask.ravel().astype(bool)
@@ -209,8 +210,13 @@ def _parallel(fn, items: Iterable, n_jobs: int) -> list:
         return list(pool.map(fn, items, chunksize=max(1, len(items) // (8 * n_jobs))))
 
 
-def confirm_pairs(pairs: np.ndarray, load: Callable[[int], np.ndarray], params: ConfirmParams = ConfirmParams(),
-                  n_jobs: int = 1, cache: FeatureCache | None = None) -> list[PairResult]:
+def confirm_pairs(
+    pairs: np.ndarray,
+    load: Callable[[int], np.ndarray],
+    params: ConfirmParams = ConfirmParams(),
+    n_jobs: int = 1,
+    cache: FeatureCache | None = None,
+) -> list[PairResult]:
     """Confirm each ``(i, j)`` of ``pairs`` (``(m, 2)`` ints); one :class:`PairResult` per pair.
 
     Features are computed once per image (ORB, both orientations) and once per needed

@@ -20,8 +20,14 @@ from .hashing import load_grey
 __all__ = ["plot_uncertain_pairs"]
 
 
-def plot_uncertain_pairs(paths: Sequence[str | Path], pairs: pd.DataFrame, out_png: str | Path, n: int = 12,
-                         thumb: int = 192, columns: int = 3) -> Path:
+def plot_uncertain_pairs(
+    paths: Sequence[str | Path],
+    pairs: pd.DataFrame,
+    out_png: str | Path,
+    n: int = 12,
+    thumb: int = 192,
+    columns: int = 3,
+) -> Path:
     """Draw the ``n`` confirmed pairs of ``pairs`` (a finder's ``pairs_``) with the lowest ``score``,
     each as image i beside image j, titled with the score, precise inliers and transform, into
     ``out_png``; returns its path. With no confirmed pair the figure says so."""
@@ -41,8 +47,11 @@ def plot_uncertain_pairs(paths: Sequence[str | Path], pairs: pd.DataFrame, out_p
         ax = fig.add_subplot(rows, columns, k + 1)
         ax.imshow(np.hstack([a, gap, b]), cmap="gray", vmin=0, vmax=255)
         mirror = " mirror" if row.mirror else ""
-        ax.set_title(f"{int(row.i)} | {int(row.j)}  score {row.score:.2f}  inl {int(row.inliers)}\n"
-                     f"scale {row.scale_min:.2f}-{row.scale_max:.2f}{mirror}  ham {row.hamming:.0f}", fontsize=8)
+        ax.set_title(
+            f"{int(row.i)} | {int(row.j)}  score {row.score:.2f}  inl {int(row.inliers)}\n"
+            f"scale {row.scale_min:.2f}-{row.scale_max:.2f}{mirror}  ham {row.hamming:.0f}",
+            fontsize=8,
+        )
         ax.axis("off")
     fig.suptitle(f"{len(conf)} confirmed near-copy pairs with the lowest score (left: i, right: j)", fontsize=10)
     fig.tight_layout()

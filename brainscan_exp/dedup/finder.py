@@ -24,8 +24,25 @@ from .hashing import FAMILIES, compute_hashes, load_grey
 
 __all__ = ["NearCopyFinder", "PAIR_COLUMNS", "duplicates_table"]
 
-PAIR_COLUMNS = ["i", "j", "hamming", "cosine", "inliers", "score", "confirmed", "kind", "source", "transform",
-                "coarse_inliers", "loose_inliers", "mirror", "scale_min", "scale_max", "coverage", "reason"]
+PAIR_COLUMNS = [
+    "i",
+    "j",
+    "hamming",
+    "cosine",
+    "inliers",
+    "score",
+    "confirmed",
+    "kind",
+    "source",
+    "transform",
+    "coarse_inliers",
+    "loose_inliers",
+    "mirror",
+    "scale_min",
+    "scale_max",
+    "coverage",
+    "reason",
+]
 
 
 class NearCopyFinder(BaseEstimator):
@@ -89,13 +106,31 @@ class NearCopyFinder(BaseEstimator):
         ``total``)
     """
 
-    def __init__(self, hash_methods: Sequence[str] = ("phash", "dhash"), hash_families: Sequence[str] = FAMILIES,
-                 max_hamming: int = 22, n_bands: int | None = 6, max_bucket: int | None = 100_000,
-                 n_neighbors: int = 5, max_cosine: float = 0.1, work_size: int = 256, clahe_clip: float = 2.0,
-                 orb_features: int = 500, min_coarse_inliers: int = 30, sift_features: int = 800, ratio: float = 0.8,
-                 ransac_threshold: float = 3.0, precise_tolerance: float = 0.5, min_inliers: int = 20,
-                 min_score: float = 0.25, scale_range: tuple[float, float] = (0.5, 2.0), max_anisotropy: float = 1.5,
-                 min_coverage: float = 0.1, n_jobs: int = 2, verbose: bool = False):
+    def __init__(
+        self,
+        hash_methods: Sequence[str] = ("phash", "dhash"),
+        hash_families: Sequence[str] = FAMILIES,
+        max_hamming: int = 22,
+        n_bands: int | None = 6,
+        max_bucket: int | None = 100_000,
+        n_neighbors: int = 5,
+        max_cosine: float = 0.1,
+        work_size: int = 256,
+        clahe_clip: float = 2.0,
+        orb_features: int = 500,
+        min_coarse_inliers: int = 30,
+        sift_features: int = 800,
+        ratio: float = 0.8,
+        ransac_threshold: float = 3.0,
+        precise_tolerance: float = 0.5,
+        min_inliers: int = 20,
+        min_score: float = 0.25,
+        scale_range: tuple[float, float] = (0.5, 2.0),
+        max_anisotropy: float = 1.5,
+        min_coverage: float = 0.1,
+        n_jobs: int = 2,
+        verbose: bool = False,
+    ):
         self.hash_methods = hash_methods
         self.hash_families = hash_families
         self.max_hamming = max_hamming
@@ -121,11 +156,20 @@ class NearCopyFinder(BaseEstimator):
 
     def _confirm_params(self) -> ConfirmParams:
         return ConfirmParams(
-            work_size=self.work_size, clahe_clip=self.clahe_clip, orb_features=self.orb_features,
-            min_coarse_inliers=self.min_coarse_inliers, sift_features=self.sift_features, ratio=self.ratio,
-            ransac_threshold=self.ransac_threshold, precise_tolerance=self.precise_tolerance,
-            min_inliers=self.min_inliers, min_score=self.min_score, scale_range=tuple(self.scale_range),
-            max_anisotropy=self.max_anisotropy, min_coverage=self.min_coverage)
+            work_size=self.work_size,
+            clahe_clip=self.clahe_clip,
+            orb_features=self.orb_features,
+            min_coarse_inliers=self.min_coarse_inliers,
+            sift_features=self.sift_features,
+            ratio=self.ratio,
+            ransac_threshold=self.ransac_threshold,
+            precise_tolerance=self.precise_tolerance,
+            min_inliers=self.min_inliers,
+            min_score=self.min_score,
+            scale_range=tuple(self.scale_range),
+            max_anisotropy=self.max_anisotropy,
+            min_coverage=self.min_coverage,
+        )
 
     def _log(self, msg: str) -> None:
         if self.verbose:
@@ -157,17 +201,32 @@ class NearCopyFinder(BaseEstimator):
             knn = embedding_candidates(embeddings, self.n_neighbors, self.max_cosine)
         cands = merge_candidates(hashed, knn, self.hashes_, embeddings)
         timings["candidates"] = time.perf_counter() - t0
-        self._log(f"{len(cands)} candidate pairs ({len(hashed)} from hashes, "
-                  f"{0 if knn is None else len(knn)} from embeddings) in {timings['candidates']:.1f} s")
+        self._log(
+            f"{len(cands)} candidate pairs ({len(hashed)} from hashes, "
+            f"{0 if knn is None else len(knn)} from embeddings) in {timings['candidates']:.1f} s"
+        )
 
         t0 = time.perf_counter()
         params = self._confirm_params()
         cache = FeatureCache(lambda k: load_grey(paths[k], self.work_size), params)
         results = confirm_pairs(cands[["i", "j"]].to_numpy(np.int64), cache.load, params, self.n_jobs, cache)
         timings["confirmation"] = time.perf_counter() - t0
-        res = pd.DataFrame([vars(r) for r in results], index=cands.index,
-                           columns=["coarse_inliers", "mirror", "loose_inliers", "inliers", "score", "scale_min",
-                                    "scale_max", "coverage", "confirmed", "reason"])
+        res = pd.DataFrame(
+            [vars(r) for r in results],
+            index=cands.index,
+            columns=[
+                "coarse_inliers",
+                "mirror",
+                "loose_inliers",
+                "inliers",
+                "score",
+                "scale_min",
+                "scale_max",
+                "coverage",
+                "confirmed",
+                "reason",
+            ],
+        )
         pairs = pd.concat([cands, res], axis=1).assign(kind="near")
         self.pairs_ = pairs[PAIR_COLUMNS].astype({"confirmed": bool, "mirror": bool})
         self._log(f"{int(self.pairs_.confirmed.sum())} confirmed pairs in {timings['confirmation']:.1f} s")
@@ -180,8 +239,10 @@ class NearCopyFinder(BaseEstimator):
         timings["total"] = time.perf_counter() - start
         self.timings_ = timings
         self.n_images_ = n
-        self._log(f"{self.n_groups_} groups holding {int((self.groups_ != NO_GROUP).sum())} images; "
-                  f"total {timings['total']:.1f} s")
+        self._log(
+            f"{self.n_groups_} groups holding {int((self.groups_ != NO_GROUP).sum())} images; "
+            f"total {timings['total']:.1f} s"
+        )
         return self
 
     def fit_predict(self, paths: Sequence[str | Path], embeddings: np.ndarray | None = None) -> np.ndarray:
@@ -201,9 +262,18 @@ def duplicates_table(files: Sequence[str], finder: NearCopyFinder) -> pd.DataFra
     if len(files) != finder.n_images_:
         raise ValueError(f"{len(files)} files for a finder fitted on {finder.n_images_} images")
     conf = finder.pairs_[finder.pairs_.confirmed]
-    best = pd.concat([conf[["i", "score"]].rename(columns={"i": "k"}),
-                      conf[["j", "score"]].rename(columns={"j": "k"})]).groupby("k").score.max()
+    best = (
+        pd.concat([conf[["i", "score"]].rename(columns={"i": "k"}), conf[["j", "score"]].rename(columns={"j": "k"})])
+        .groupby("k")
+        .score.max()
+    )
     members = np.flatnonzero(finder.groups_ != NO_GROUP)
-    out = pd.DataFrame({"file": [files[k] for k in members], "group": finder.groups_[members].astype(int),
-                        "kind": "near", "score": best.reindex(members).to_numpy(float)})
+    out = pd.DataFrame(
+        {
+            "file": [files[k] for k in members],
+            "group": finder.groups_[members].astype(int),
+            "kind": "near",
+            "score": best.reindex(members).to_numpy(float),
+        }
+    )
     return out.sort_values(["group", "file"]).reset_index(drop=True)

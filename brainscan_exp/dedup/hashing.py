@@ -80,7 +80,9 @@ def dihedral(arr: np.ndarray, k: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(arr, k % 4))
 
 
-def head_box(grey: np.ndarray, threshold_fraction: float = 0.1, min_threshold: float = 10.0) -> tuple[int, int, int, int]:
+def head_box(
+    grey: np.ndarray, threshold_fraction: float = 0.1, min_threshold: float = 10.0
+) -> tuple[int, int, int, int]:
     """``(top, bottom, left, right)`` of the largest bright connected object (the head).
 
     The threshold is a fraction of the 99th percentile so that a darker or brighter copy (gamma,
@@ -109,8 +111,9 @@ def _to_uint64(h: imagehash.ImageHash) -> np.uint64:
     return np.frombuffer(np.packbits(bits).tobytes(), dtype=">u8")[0].astype(np.uint64)
 
 
-def hash_image(grey: np.ndarray, methods: Sequence[str] = ("phash", "dhash"),
-               families: Sequence[str] = FAMILIES) -> dict[str, np.ndarray]:
+def hash_image(
+    grey: np.ndarray, methods: Sequence[str] = ("phash", "dhash"), families: Sequence[str] = FAMILIES
+) -> dict[str, np.ndarray]:
     """Hashes of one greyscale image: ``{"<family>_<method>": uint64 array of shape (8,)}``."""
     out: dict[str, np.ndarray] = {}
     for family in families:
@@ -129,8 +132,12 @@ def hash_image(grey: np.ndarray, methods: Sequence[str] = ("phash", "dhash"),
     return out
 
 
-def compute_hashes(paths: Sequence[str | Path], methods: Sequence[str] = ("phash", "dhash"),
-                   families: Sequence[str] = FAMILIES, decode_side: int = _DECODE_SIDE) -> dict[str, np.ndarray]:
+def compute_hashes(
+    paths: Sequence[str | Path],
+    methods: Sequence[str] = ("phash", "dhash"),
+    families: Sequence[str] = FAMILIES,
+    decode_side: int = _DECODE_SIDE,
+) -> dict[str, np.ndarray]:
     """Hashes of every image: ``{"<family>_<method>": uint64 array (len(paths), 8)}``.
 
     Column ``k`` is the hash of transform ``k``; column 0 is the canonical hash. Every image is

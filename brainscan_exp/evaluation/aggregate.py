@@ -64,9 +64,7 @@ class TTestResult(NamedTuple):
 
 def _metric_columns(df: pd.DataFrame, metrics: Sequence[str] | None) -> list[str]:
     if metrics is None:
-        return [
-            c for c in df.columns if c not in _NON_METRIC_COLUMNS and pd.api.types.is_numeric_dtype(df[c])
-        ]
+        return [c for c in df.columns if c not in _NON_METRIC_COLUMNS and pd.api.types.is_numeric_dtype(df[c])]
     missing = [m for m in metrics if m not in df.columns]
     if missing:
         raise KeyError(f"metrics not in fold_metrics: {missing}")
@@ -422,7 +420,9 @@ def to_markdown(
                     [
                         f"{m}{' ↓' if m in LOWER_IS_BETTER else ''}",
                         str(r["regime"]),
-                        f"{round(r['mean_diff'], 3) + 0.0:+.3f}" if not math.isnan(r["mean_diff"]) else "–",  # no "-0.000"
+                        f"{round(r['mean_diff'], 3) + 0.0:+.3f}"
+                        if not math.isnan(r["mean_diff"])
+                        else "–",  # no "-0.000"
                         f"[{_fmt(r['t_low'])}, {_fmt(r['t_high'])}]",
                         _fmt_p(r["p_holm"]),
                         _fmt_p(r["p_wilcoxon_holm"]),

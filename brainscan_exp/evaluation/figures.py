@@ -158,7 +158,7 @@ def plot_forest(
         ax.set_ylim(-0.6, len(regimes) - 0.4)
         better = "lower is better" if metric in LOWER_IS_BETTER else "higher is better"
         ax.set_title(f"{metric} ({better})", fontsize="medium")
-    for ax in axes[len(metrics):]:
+    for ax in axes[len(metrics) :]:
         ax.set_visible(False)
     reference = diff_table["reference"].iloc[0] if "reference" in diff_table and len(diff_table) else "reference"
     fig.suptitle(f"Paired difference vs {reference} (regime − {reference})")

@@ -60,7 +60,9 @@ def _check_binary(y_true, p) -> tuple[np.ndarray, np.ndarray]:
 THRESHOLD_RULES = ("tolerance", "conformal", "highest")
 
 
-def choose_threshold(y_true, p, target_sensitivity: float = 0.95, rule: str = "highest", confidence: float = 0.9) -> float:
+def choose_threshold(
+    y_true, p, target_sensitivity: float = 0.95, rule: str = "highest", confidence: float = 0.9
+) -> float:
     """Operating point for deployment, to be chosen on a validation split.
 
     Three rules, from the most to the least cautious; each takes the k-th lowest tumour score of
@@ -94,8 +96,7 @@ def choose_threshold(y_true, p, target_sensitivity: float = 0.95, rule: str = "h
     y, s = _check_binary(y_true, p)
     if np.unique(y).size < 2:
         warnings.warn(
-            "choose_threshold: only one class in y_true, sensitivity cannot be tuned; "
-            "falling back to threshold 0.5",
+            "choose_threshold: only one class in y_true, sensitivity cannot be tuned; falling back to threshold 0.5",
             RuntimeWarning,
             stacklevel=2,
         )
@@ -113,7 +114,8 @@ def choose_threshold(y_true, p, target_sensitivity: float = 0.95, rule: str = "h
             warnings.warn(
                 f"choose_threshold: {n} tumours cannot show sensitivity >= {target_sensitivity} with confidence "
                 f"{confidence} (P = {beta.sf(target_sensitivity, n, 1):.2f} at the lowest tumour score, used as threshold)",
-                RuntimeWarning, stacklevel=2,
+                RuntimeWarning,
+                stacklevel=2,
             )
         return float(positives[(met[-1] if met else 1) - 1])
     if rule != "highest":

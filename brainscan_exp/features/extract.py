@@ -100,7 +100,9 @@ class FeatureExtractor:
     def store_for(self, backbone: Backbone, model: torch.nn.Module, mri: MRIPreprocess) -> EmbeddingStore:
         return EmbeddingStore(self.cache_dir, self.spec(backbone, Backbone.digest(model), mri))
 
-    def run(self, paths_by_hash: dict[str, str], backbone: Backbone, mri: MRIPreprocess, model=None) -> tuple[EmbeddingStore, dict]:
+    def run(
+        self, paths_by_hash: dict[str, str], backbone: Backbone, mri: MRIPreprocess, model=None
+    ) -> tuple[EmbeddingStore, dict]:
         """Embed every image not yet in the store; returns the store and throughput stats."""
         model = model if model is not None else backbone.build()
         store = self.store_for(backbone, model, mri)
@@ -113,9 +115,14 @@ class FeatureExtractor:
         device = self.resolve_device()
         writer = _BufferedWriter(store, todo, self.flush_every)
         _, seconds = extract_embeddings(
-            model, [paths_by_hash[h] for h in todo], transform, self.batch_size,
-            default_workers(device) if self.num_workers is None else self.num_workers, device,
-            progress=self.progress, sink=writer,
+            model,
+            [paths_by_hash[h] for h in todo],
+            transform,
+            self.batch_size,
+            default_workers(device) if self.num_workers is None else self.num_workers,
+            device,
+            progress=self.progress,
+            sink=writer,
         )
         writer.flush()
         stats.update(seconds=seconds, images_per_s=len(todo) / seconds if seconds else float("nan"))
@@ -143,12 +150,27 @@ def _chunks(loader, size: int):
         yield torch.cat([rest, pad]), len(rest)
 
 
-def extract_embeddings(model, paths, transform, batch_size=32, num_workers=1, device=torch.device("cpu"), progress=True, sink=None, compute_batch=COMPUTE_BATCH):
+def extract_embeddings(
+    model,
+    paths,
+    transform,
+    batch_size=32,
+    num_workers=1,
+    device="cpu",
+    progress=True,
+    sink=None,
+    compute_batch=COMPUTE_BATCH,
+):
     """Stream ``paths`` through ``model``. With ``sink(offset, vectors)`` batches are handed over and
     nothing is kept (bounded memory); without it the vectors are returned stacked."""
+    device = torch.device(device)
     loader = DataLoader(
-        PathDataset(list(paths), transform), batch_size=batch_size, num_workers=num_workers,
-        pin_memory=device.type == "cuda", persistent_workers=False, prefetch_factor=4 if num_workers else None,
+        PathDataset(list(paths), transform),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+        prefetch_factor=4 if num_workers else None,
     )
     model = model.eval().to(device)
     use_amp = device.type == "cuda"

@@ -12,7 +12,9 @@ from brainscan_exp.data.images import load_image
 from brainscan_exp.preprocessing import ImageTransform
 
 
-def plot_preprocessing_grid(paths: list[str], transform: ImageTransform, path: str | Path, titles: list[str] | None = None) -> Path:
+def plot_preprocessing_grid(
+    paths: list[str], transform: ImageTransform, path: str | Path, titles: list[str] | None = None
+) -> Path:
     """Rows: original, after the MRI steps, the model's input tensor (de-normalised)."""
     n = len(paths)
     fig = Figure(figsize=(2.2 * n, 6.6))
@@ -23,9 +25,13 @@ def plot_preprocessing_grid(paths: list[str], transform: ImageTransform, path: s
         after_mri = transform.mri(original, work_size=transform.work_size)
         tensor = transform(p).numpy()
         model_input = (tensor * std[:, None, None] + mean[:, None, None]).mean(0)
-        for i, (img, label) in enumerate([(original, "original"), (after_mri, "MRI steps"), (model_input, "model input")]):
+        for i, (img, label) in enumerate(
+            [(original, "original"), (after_mri, "MRI steps"), (model_input, "model input")]
+        ):
             ax = axes[i][j]
-            ax.imshow(np.asarray(img) if isinstance(img, Image.Image) else img, cmap="gray", vmin=0, vmax=255 if i < 2 else 1)
+            ax.imshow(
+                np.asarray(img) if isinstance(img, Image.Image) else img, cmap="gray", vmin=0, vmax=255 if i < 2 else 1
+            )
             ax.set_xticks([]), ax.set_yticks([])
             if j == 0:
                 ax.set_ylabel(label)

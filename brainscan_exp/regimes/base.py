@@ -31,12 +31,17 @@ class FoldData:
         y = np.concatenate([self.y_train, np.full(len(self.X_pool), -1)])
         return X, y
 
-    def with_val_in_train(self) -> "FoldData":
+    def with_val_in_train(self) -> FoldData:
         """Validation images join the training set (for regimes that do not early-stop)."""
         return FoldData(
-            np.concatenate([self.X_train, self.X_val]), np.concatenate([self.y_train, self.y_val]),
-            self.X_val[:0], self.y_val[:0], self.X_pool,
-            list(self.paths_train) + list(self.paths_val), [], self.paths_pool,
+            np.concatenate([self.X_train, self.X_val]),
+            np.concatenate([self.y_train, self.y_val]),
+            self.X_val[:0],
+            self.y_val[:0],
+            self.X_pool,
+            list(self.paths_train) + list(self.paths_val),
+            [],
+            self.paths_pool,
         )
 
 
@@ -62,7 +67,7 @@ class Regime:
     name = "regime"
     uses_validation = False  # early-stops or checkpoints on the validation split
 
-    def fit(self, data: FoldData, ctx: TrainContext) -> "Regime":
+    def fit(self, data: FoldData, ctx: TrainContext) -> Regime:
         raise NotImplementedError
 
     def predict_proba(self, X: np.ndarray, paths: list[str] | None = None) -> np.ndarray:

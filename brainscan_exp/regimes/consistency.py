@@ -52,8 +52,16 @@ class FixMatchModule(L.LightningModule):
             mask = (torch.maximum(p, 1 - p) >= self.threshold).float()
         loss_unsup = (F.binary_cross_entropy_with_logits(strong_logits, pseudo, reduction="none") * mask).mean()
         loss = loss_sup + self.lambda_u * loss_unsup
-        self.log_dict({"consistency/loss_sup": loss_sup, "consistency/loss_unsup": loss_unsup,
-                       "consistency/mask_rate": mask.mean()}, on_step=False, on_epoch=True, batch_size=len(x))
+        self.log_dict(
+            {
+                "consistency/loss_sup": loss_sup,
+                "consistency/loss_unsup": loss_unsup,
+                "consistency/mask_rate": mask.mean(),
+            },
+            on_step=False,
+            on_epoch=True,
+            batch_size=len(x),
+        )
         return loss
 
     def validation_step(self, batch, batch_idx):
@@ -68,12 +76,18 @@ class FixMatchModule(L.LightningModule):
 class ConsistencyRegime(_LightningRegime):
     name = "consistency"
 
-    def __init__(self, finetune_epochs: int = 60, patience: int | None = 10, threshold: float = 0.95,
-                 lambda_u: float = 1.0, unlabelled_ratio: int = 3):
+    def __init__(
+        self,
+        finetune_epochs: int = 60,
+        patience: int | None = 10,
+        threshold: float = 0.95,
+        lambda_u: float = 1.0,
+        unlabelled_ratio: int = 3,
+    ):
         super().__init__(finetune_epochs, patience)
         self.threshold, self.lambda_u, self.unlabelled_ratio = threshold, lambda_u, unlabelled_ratio
 
-    def fit(self, data: FoldData, ctx: TrainContext) -> "ConsistencyRegime":
+    def fit(self, data: FoldData, ctx: TrainContext) -> ConsistencyRegime:
         if ctx.finetune != "full":
             raise ValueError("regime=consistency trains on images: set regime.finetune=full")
         config = ctx.eval_transform.data_config
@@ -84,9 +98,16 @@ class ConsistencyRegime(_LightningRegime):
         val = make_dataset(data.paths_val, data.y_val, ctx.eval_transform)
         generator = torch.Generator().manual_seed(ctx.seed)
         loaders = {
-            "labelled": DataLoader(labelled, ctx.batch_size, shuffle=True, num_workers=ctx.num_workers, generator=generator),
-            "unlabelled": DataLoader(unlabelled, ctx.batch_size * self.unlabelled_ratio, shuffle=True,
-                                     num_workers=ctx.num_workers, generator=generator),
+            "labelled": DataLoader(
+                labelled, ctx.batch_size, shuffle=True, num_workers=ctx.num_workers, generator=generator
+            ),
+            "unlabelled": DataLoader(
+                unlabelled,
+                ctx.batch_size * self.unlabelled_ratio,
+                shuffle=True,
+                num_workers=ctx.num_workers,
+                generator=generator,
+            ),
         }
         module = FixMatchModule(ctx.make_module(), self.threshold, self.lambda_u)
         callbacks, checkpoint = best_checkpoint_callbacks(ctx, "consistency", self.patience) if len(val) else ([], None)

@@ -15,15 +15,17 @@ class EstimatorRegime(Regime):
         self.semi_supervised = semi_supervised
         self.name = name
 
-    def fit(self, data: FoldData, ctx: TrainContext) -> "EstimatorRegime":
+    def fit(self, data: FoldData, ctx: TrainContext) -> EstimatorRegime:
         if ctx.finetune != "frozen":
             raise ValueError(f"regime {self.name} works on cached embeddings: set regime.finetune=frozen")
         X, y = data.semi_supervised_view() if self.semi_supervised else (data.X_train, data.y_train)
         self.estimator_ = clone(self.estimator).fit(X, y)
         final = self.estimator_[-1] if hasattr(self.estimator_, "steps") else self.estimator_
         if self.semi_supervised and hasattr(final, "transduction_"):
-            pool = np.asarray(final.transduction_)[len(data.X_train):]
-            ctx.log({"pseudo/n_labelled_pool": float((pool >= 0).sum()), "pseudo/cancer_share": float((pool == 1).mean())})
+            pool = np.asarray(final.transduction_)[len(data.X_train) :]
+            ctx.log(
+                {"pseudo/n_labelled_pool": float((pool >= 0).sum()), "pseudo/cancer_share": float((pool == 1).mean())}
+            )
         return self
 
     def predict_proba(self, X: np.ndarray, paths=None) -> np.ndarray:

@@ -27,15 +27,22 @@ def _inputs(data_X, paths, ctx: TrainContext):
 
 def best_checkpoint_callbacks(ctx: TrainContext, stage: str, patience: int | None):
     """Keep the weights of the best validation loss (and stop early with ``patience``)."""
-    checkpoint = ModelCheckpoint(dirpath=ctx.out_dir / "checkpoints" / stage, monitor="val_loss",
-                                 save_top_k=1, save_weights_only=True, filename="best")
+    checkpoint = ModelCheckpoint(
+        dirpath=ctx.out_dir / "checkpoints" / stage,
+        monitor="val_loss",
+        save_top_k=1,
+        save_weights_only=True,
+        filename="best",
+    )
     callbacks = [checkpoint] + ([EarlyStopping(monitor="val_loss", patience=patience)] if patience else [])
     return callbacks, checkpoint
 
 
 def restore_best(module, checkpoint: ModelCheckpoint | None) -> None:
     if checkpoint is not None and checkpoint.best_model_path:
-        module.load_state_dict(torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)["state_dict"])
+        module.load_state_dict(
+            torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
+        )
 
 
 class _LightningRegime(Regime):
@@ -47,7 +54,9 @@ class _LightningRegime(Regime):
 
     def _fit_phase(self, module, stage: str, train_set, val_set, ctx: TrainContext, max_epochs: int, patience):
         module.stage_name = stage
-        callbacks, checkpoint = best_checkpoint_callbacks(ctx, stage, patience) if val_set is not None and len(val_set) else ([], None)
+        callbacks, checkpoint = (
+            best_checkpoint_callbacks(ctx, stage, patience) if val_set is not None and len(val_set) else ([], None)
+        )
         trainer = ctx.make_trainer(max_epochs=max_epochs, callbacks=callbacks)
         dm = TumourDataModule(train_set, val_set, batch_size=ctx.batch_size, num_workers=ctx.num_workers, seed=ctx.seed)
         trainer.fit(module, datamodule=dm)
@@ -63,8 +72,15 @@ class _LightningRegime(Regime):
 
     def _finetune(self, module, data: FoldData, ctx: TrainContext, extra_epochs: int = 0, patience="default"):
         train = make_dataset(_inputs(data.X_train, data.paths_train, ctx), data.y_train, ctx.train_transform)
-        return self._fit_phase(module, "finetune", train, self._val_set(data, ctx), ctx, self.finetune_epochs + extra_epochs,
-                               self.patience if patience == "default" else patience)
+        return self._fit_phase(
+            module,
+            "finetune",
+            train,
+            self._val_set(data, ctx),
+            ctx,
+            self.finetune_epochs + extra_epochs,
+            self.patience if patience == "default" else patience,
+        )
 
     def predict_proba(self, X: np.ndarray, paths=None) -> np.ndarray:
         inputs = X if self.finetune_mode_ == "frozen" else paths
@@ -92,7 +108,7 @@ class SupervisedRegime(_LightningRegime):
         super().__init__(finetune_epochs, patience)
         self.match_pretrain_epochs = match_pretrain_epochs
 
-    def fit(self, data: FoldData, ctx: TrainContext) -> "SupervisedRegime":
+    def fit(self, data: FoldData, ctx: TrainContext) -> SupervisedRegime:
         module = ctx.make_module()
         extra = 0
         if self.match_pretrain_epochs:
@@ -109,8 +125,16 @@ class PseudoLabelRegime(_LightningRegime):
 
     name = "semi"
 
-    def __init__(self, pseudo_labeler, pretrain_epochs: int = 10, finetune_epochs: int = 60, patience: int | None = 10,
-                 min_confidence: float = 0.0, permute_pseudo_labels: bool = False, seed: int = 0):
+    def __init__(
+        self,
+        pseudo_labeler,
+        pretrain_epochs: int = 10,
+        finetune_epochs: int = 60,
+        patience: int | None = 10,
+        min_confidence: float = 0.0,
+        permute_pseudo_labels: bool = False,
+        seed: int = 0,
+    ):
         super().__init__(finetune_epochs, patience)
         self.pseudo_labeler = pseudo_labeler
         self.pretrain_epochs = pretrain_epochs
@@ -122,26 +146,30 @@ class PseudoLabelRegime(_LightningRegime):
         """(pool indices, pseudo-labels) decided inside the training fold only."""
         X, y = data.semi_supervised_view()
         self.labeler_ = self.pseudo_labeler.fit(X, y)
-        pool_labels = np.asarray(self.labeler_.transduction_)[len(data.X_train):]
-        confidence = np.asarray(self.labeler_.confidence_)[len(data.X_train):]
+        pool_labels = np.asarray(self.labeler_.transduction_)[len(data.X_train) :]
+        confidence = np.asarray(self.labeler_.confidence_)[len(data.X_train) :]
         keep = np.flatnonzero((pool_labels >= 0) & (confidence >= self.min_confidence))
         labels = pool_labels[keep].astype(np.float32)
         if self.permute_pseudo_labels:  # control: same label counts, no information
             labels = np.random.default_rng(self.seed).permutation(labels)
         return keep, labels
 
-    def fit(self, data: FoldData, ctx: TrainContext) -> "PseudoLabelRegime":
+    def fit(self, data: FoldData, ctx: TrainContext) -> PseudoLabelRegime:
         keep, labels = self.pseudo_labels(data)
-        ctx.log({
-            "pseudo/n_pool": float(len(data.X_pool)),
-            "pseudo/n_labelled_pool": float(len(keep)),
-            "pseudo/cancer_share": float(labels.mean()) if len(labels) else float("nan"),
-        })
+        ctx.log(
+            {
+                "pseudo/n_pool": float(len(data.X_pool)),
+                "pseudo/n_labelled_pool": float(len(keep)),
+                "pseudo/cancer_share": float(labels.mean()) if len(labels) else float("nan"),
+            }
+        )
         module = ctx.make_module()
         if len(keep) and self.pretrain_epochs:
             pool_inputs = data.X_pool[keep] if ctx.finetune == "frozen" else [data.paths_pool[i] for i in keep]
             train = make_dataset(pool_inputs, labels, ctx.train_transform)
-            module = self._fit_phase(module, "pretrain", train, self._val_set(data, ctx), ctx, self.pretrain_epochs, patience=None)
+            module = self._fit_phase(
+                module, "pretrain", train, self._val_set(data, ctx), ctx, self.pretrain_epochs, patience=None
+            )
         else:
             log.warning("no pseudo-label kept: semi falls back to fine-tuning only")
         module = self._finetune(module, data, ctx)

@@ -40,7 +40,9 @@ class ClusterPseudoLabeler(BaseEstimator):
         self.mapper_ = ClusterToClassMapper().fit(clusters, y)
         self.transduction_ = np.asarray(self.mapper_.transform(clusters))
         purity = dict(zip(self.mapper_.clusters_.tolist(), np.nan_to_num(self.mapper_.class_purity_, nan=0.5).tolist()))
-        self.confidence_ = np.array([purity.get(c, 0.0) if t >= 0 else 0.0 for c, t in zip(clusters.tolist(), self.transduction_)])
+        self.confidence_ = np.array(
+            [purity.get(c, 0.0) if t >= 0 else 0.0 for c, t in zip(clusters.tolist(), self.transduction_)]
+        )
         self.clusters_ = clusters
         return self
 
@@ -54,7 +56,11 @@ class TeacherPseudoLabeler(BaseEstimator):
 
     def fit(self, X, y):
         y = _check(y)
-        base = self.estimator if self.estimator is not None else make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
+        base = (
+            self.estimator
+            if self.estimator is not None
+            else make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
+        )
         self.estimator_ = clone(base).fit(X[y >= 0], y[y >= 0])
         proba = self.estimator_.predict_proba(X)[:, 1]
         self.confidence_ = np.maximum(proba, 1 - proba)
@@ -69,7 +75,9 @@ class SpreadingPseudoLabeler(ClassifierMixin, BaseEstimator):
     Also a transductive classifier in its own right (``predict_proba``): the ``label_spreading``
     regime uses it directly."""
 
-    def __init__(self, n_neighbors: int = 10, alpha: float = 0.2, n_components: int | float | None = 32, threshold: float = 0.0):
+    def __init__(
+        self, n_neighbors: int = 10, alpha: float = 0.2, n_components: int | float | None = 32, threshold: float = 0.0
+    ):
         self.n_neighbors = n_neighbors
         self.alpha = alpha
         self.n_components = n_components
@@ -87,7 +95,9 @@ class SpreadingPseudoLabeler(ClassifierMixin, BaseEstimator):
             self.spreading_.fit(self.reducer_.transform(X), y)
         raw = self.spreading_.label_distributions_
         self.confidence_ = _no_mass_is_uniform(raw).max(axis=1)
-        self.transduction_ = np.where(~_unreached(raw) & (self.confidence_ >= self.threshold), self.spreading_.transduction_, -1)
+        self.transduction_ = np.where(
+            ~_unreached(raw) & (self.confidence_ >= self.threshold), self.spreading_.transduction_, -1
+        )
         self.classes_ = self.spreading_.classes_
         return self
 

@@ -49,14 +49,23 @@ def run(cfg: DictConfig) -> dict[str, float]:
         confounds.reset_index(drop=True, inplace=True)
 
         report = run_cluster_analysis(
-            prep.X(frame), y_partial, instantiate(cfg.clusterer), out_dir, thumbnails=list(thumbs),
-            confounds=confounds, k_sweep=cfg.cluster.k_sweep, random_state=cfg.seed, class_names=CLASS_NAMES,
+            prep.X(frame),
+            y_partial,
+            instantiate(cfg.clusterer),
+            out_dir,
+            thumbnails=list(thumbs),
+            confounds=confounds,
+            k_sweep=cfg.cluster.k_sweep,
+            random_state=cfg.seed,
+            class_names=CLASS_NAMES,
             projection_methods=tuple(cfg.cluster.projections),
         )
         heldout = (frame.role == "test").to_numpy()
         clusters = report.tables["assignments"].cluster.to_numpy()
         metrics = dict(report.metrics)
-        metrics.update({f"heldout_{k}": v for k, v in agreement_scores(clusters[heldout], frame.label.to_numpy()[heldout]).items()})
+        metrics.update(
+            {f"heldout_{k}": v for k, v in agreement_scores(clusters[heldout], frame.label.to_numpy()[heldout]).items()}
+        )
         tracker.log_metrics({f"cluster/{k}": v for k, v in metrics.items() if v is not None and np.isfinite(v)})
         for table_name, table in report.tables.items():
             path = out_dir / f"{table_name}.csv"

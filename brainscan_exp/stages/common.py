@@ -22,7 +22,18 @@ from brainscan_exp.tracking.mlflow_run import MlflowRun, flatten_params, git_com
 
 log = logging.getLogger(__name__)
 
-KEY_PARAMS = ("dataset", "backbone", "preprocess", "regime", "clusterer", "model", "split", "seed", "target_sensitivity", "cv")
+KEY_PARAMS = (
+    "dataset",
+    "backbone",
+    "preprocess",
+    "regime",
+    "clusterer",
+    "model",
+    "split",
+    "seed",
+    "target_sensitivity",
+    "cv",
+)
 
 
 @dataclass
@@ -56,8 +67,14 @@ def sweep_tag() -> str:
 
 def open_run(cfg: DictConfig, run_name: str | None = None, **tags) -> MlflowRun:
     """The job's MLflow run, tagged with the sweep, git commit and seed; config logged on entry."""
-    base = {"sweep": sweep_tag(), "git_commit": git_commit(cfg.paths.root_dir), "seed": cfg.seed, "task": cfg.task,
-            "dataset": cfg.dataset.name, "backbone": cfg.backbone.name}
+    base = {
+        "sweep": sweep_tag(),
+        "git_commit": git_commit(cfg.paths.root_dir),
+        "seed": cfg.seed,
+        "task": cfg.task,
+        "dataset": cfg.dataset.name,
+        "backbone": cfg.backbone.name,
+    }
     return MlflowRun(cfg.logger.tracking_uri, cfg.logger.experiment_name, run_name or cfg.logger.run_name, base | tags)
 
 
@@ -100,8 +117,9 @@ def prepare(cfg: DictConfig, tracker: MlflowRun, out_dir: Path) -> Prepared:
     return Prepared(catalogue, backbone, model, mri, store, vectors)
 
 
-def with_near_copies(cfg: DictConfig, catalogue: Catalogue, vectors, feature_key: str | None, tracker=None,
-                     out_dir: Path | None = None) -> Catalogue:
+def with_near_copies(
+    cfg: DictConfig, catalogue: Catalogue, vectors, feature_key: str | None, tracker=None, out_dir: Path | None = None
+) -> Catalogue:
     """The near-copy stage: groups found (cached), logged, and applied to the catalogue."""
     from brainscan_exp.stages.dedup import find_near_copies, log_near_copies
 
@@ -111,8 +129,12 @@ def with_near_copies(cfg: DictConfig, catalogue: Catalogue, vectors, feature_key
     near = catalogue.with_near_copies(found.near_groups)
     if tracker is not None:
         copies = near.unlabelled_files()
-        tracker.log_metrics({"data/n_pool_copies_of_labelled_near": float((copies.copy_of != "").sum()),
-                             "data/n_pool_distinct_new": float(len(near.pool))})
+        tracker.log_metrics(
+            {
+                "data/n_pool_copies_of_labelled_near": float((copies.copy_of != "").sum()),
+                "data/n_pool_distinct_new": float(len(near.pool)),
+            }
+        )
     return near
 
 

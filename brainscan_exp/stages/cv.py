@@ -21,7 +21,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from brainscan_exp.core.scenarios import group_stratified_subsample
-from brainscan_exp.data.splits import split_off_groups, repeated_cv_split
+from brainscan_exp.data.splits import repeated_cv_split, split_off_groups
 from brainscan_exp.evaluation import (
     label_efficiency_table,
     paired_differences,
@@ -60,11 +60,17 @@ def subsample_labels(split: pd.DataFrame, n_labels: int | None, val_size: float,
 
 def cell_key(cfg: DictConfig, regime_cfg: DictConfig, prep: Prepared, fold: int, n_labels: int | None) -> str:
     spec = {
-        "version": CELL_VERSION, "features": prep.store.key, "dataset": prep.catalogue.fingerprint,
-        "regime": OmegaConf.to_container(regime_cfg, resolve=True), "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "version": CELL_VERSION,
+        "features": prep.store.key,
+        "dataset": prep.catalogue.fingerprint,
+        "regime": OmegaConf.to_container(regime_cfg, resolve=True),
+        "model": OmegaConf.to_container(cfg.model, resolve=True),
         "trainer": OmegaConf.to_container(cfg.trainer, resolve=True) | {"default_root_dir": None},
         "split": {k: v for k, v in OmegaConf.to_container(cfg.split, resolve=True).items() if k != "fold"},
-        "fold": fold, "n_labels": n_labels, "seed": cfg.seed, "target_sensitivity": cfg.target_sensitivity,
+        "fold": fold,
+        "n_labels": n_labels,
+        "seed": cfg.seed,
+        "target_sensitivity": cfg.target_sensitivity,
         "operating_point": OmegaConf.to_container(cfg.operating_point, resolve=True),
     }
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:20]
@@ -75,20 +81,37 @@ def run_cell(cfg, name, regime_cfg, prep, fold, n_labels, parent: MlflowRun, cac
     cached = cache_dir / f"{key}.json"
     if cached.exists():
         return json.loads(cached.read_text()) | {"label_budget": n_labels or "all"}
-    split = repeated_cv_split(prep.catalogue.labelled, fold, cfg.split.n_splits, cfg.split.n_repeats, cfg.split.val_size, cfg.split.seed)
+    split = repeated_cv_split(
+        prep.catalogue.labelled, fold, cfg.split.n_splits, cfg.split.n_repeats, cfg.split.val_size, cfg.split.seed
+    )
     split = subsample_labels(split, n_labels, cfg.split.val_size, cfg.seed + fold)
     extra_pool = split[split.split == "unused"]
     if len(extra_pool):  # labels withheld for the budget: those images join the pool, unlabelled
         pool = pd.concat([prep.catalogue.pool, extra_pool.drop(columns="split").assign(label=-1)], ignore_index=True)
         prep = replace(prep, catalogue=replace(prep.catalogue, pool=pool))
     tags = {"regime": name, "fold": fold, "n_labels": n_labels or "all", "protocol": "cv"}
-    with MlflowRun(cfg.logger.tracking_uri, cfg.logger.experiment_name, f"{name}-fold{fold}-n{n_labels or 'all'}",
-                   parent.tags | tags, parent_run_id=parent.run_id) as child:
-        result = fit_and_evaluate(cfg, regime_cfg, prep, split, child, out_dir / "cells" / key, log_curves=cfg.cv.log_curves)
+    with MlflowRun(
+        cfg.logger.tracking_uri,
+        cfg.logger.experiment_name,
+        f"{name}-fold{fold}-n{n_labels or 'all'}",
+        parent.tags | tags,
+        parent_run_id=parent.run_id,
+    ) as child:
+        result = fit_and_evaluate(
+            cfg, regime_cfg, prep, split, child, out_dir / "cells" / key, log_curves=cfg.cv.log_curves
+        )
     n_train = int(split.split.isin(["train", "val"]).sum())
-    row = {"regime": name, "fold": fold, "label_budget": n_labels or "all", "n_labels": n_train, "n_train": n_train,
-           "n_test": int((split.split == "test").sum()), **result.metrics,
-           "y_test": result.y_test.tolist(), "p_test": result.p_test.tolist()}
+    row = {
+        "regime": name,
+        "fold": fold,
+        "label_budget": n_labels or "all",
+        "n_labels": n_train,
+        "n_train": n_train,
+        "n_test": int((split.split == "test").sum()),
+        **result.metrics,
+        "y_test": result.y_test.tolist(),
+        "p_test": result.p_test.tolist(),
+    }
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = cached.with_name(f".{cached.name}.tmp")
     tmp.write_text(json.dumps(row))
@@ -98,29 +121,65 @@ def run_cell(cfg, name, regime_cfg, prep, fold, n_labels, parent: MlflowRun, cac
 
 def aggregate(rows: pd.DataFrame, reference: str, out_dir: Path, tracker: MlflowRun) -> pd.DataFrame:
     full = rows[rows.label_budget.astype(str) == "all"]
-    metrics = [c for c in full.columns if c not in {"regime", "fold", "label_budget", "n_labels", "n_train", "n_test", "y_test", "p_test", "threshold", "tp", "fp", "tn", "fn", "n"}]
+    metrics = [
+        c
+        for c in full.columns
+        if c
+        not in {
+            "regime",
+            "fold",
+            "label_budget",
+            "n_labels",
+            "n_train",
+            "n_test",
+            "y_test",
+            "p_test",
+            "threshold",
+            "tp",
+            "fp",
+            "tn",
+            "fn",
+            "n",
+        }
+    ]
     summary = summarise(full, metrics=metrics, n_train=float(full.n_train.mean()), n_test=float(full.n_test.mean()))
     summary.to_csv(out_dir / "summary.csv", index=False)
     report = ["# Repeated stratified CV", "", f"{full.fold.nunique()} folds, reference `{reference}`.", ""]
     diffs = None
     if reference in set(full.regime) and full.regime.nunique() > 1:
-        diffs = paired_differences(full, reference=reference, metrics=metrics, n_train=float(full.n_train.mean()), n_test=float(full.n_test.mean()))
+        diffs = paired_differences(
+            full,
+            reference=reference,
+            metrics=metrics,
+            n_train=float(full.n_train.mean()),
+            n_test=float(full.n_test.mean()),
+        )
         diffs.to_csv(out_dir / "differences.csv", index=False)
         plot_forest(diffs, out_dir / "forest.png", metrics=["sensitivity", "specificity", "roc_auc", "pr_auc"])
         tracker.log_artifact(out_dir / "differences.csv", "aggregate")
         tracker.log_artifact(out_dir / "forest.png", "aggregate")
     report.append(to_markdown(summary, diffs, primary="sensitivity"))
     (out_dir / "report.md").write_text("\n".join(report))
-    curves = {r: (np.concatenate(g.y_test.map(np.asarray).to_list()), np.concatenate(g.p_test.map(np.asarray).to_list())) for r, g in full.groupby("regime")}
+    curves = {
+        r: (np.concatenate(g.y_test.map(np.asarray).to_list()), np.concatenate(g.p_test.map(np.asarray).to_list()))
+        for r, g in full.groupby("regime")
+    }
     plot_roc_curve(curves, out_dir / "roc_curves.png", title="pooled test folds")
     plot_reliability_diagram(curves, out_dir / "reliability.png")
     for name in ("summary.csv", "report.md", "roc_curves.png", "reliability.png"):
         tracker.log_artifact(out_dir / name, "aggregate")
     for row in summary.itertuples():
-        tracker.log_metrics({f"{row.regime}/{row.metric}_mean": row.mean, f"{row.regime}/{row.metric}_ci_low": row.ci_low,
-                             f"{row.regime}/{row.metric}_ci_high": row.ci_high})
+        tracker.log_metrics(
+            {
+                f"{row.regime}/{row.metric}_mean": row.mean,
+                f"{row.regime}/{row.metric}_ci_low": row.ci_low,
+                f"{row.regime}/{row.metric}_ci_high": row.ci_high,
+            }
+        )
     if rows.label_budget.nunique() > 1:
-        table = label_efficiency_table(rows.drop(columns=["y_test", "p_test", "label_budget"]), metrics=["roc_auc", "sensitivity", "specificity"])
+        table = label_efficiency_table(
+            rows.drop(columns=["y_test", "p_test", "label_budget"]), metrics=["roc_auc", "sensitivity", "specificity"]
+        )
         table.to_csv(out_dir / "label_efficiency.csv", index=False)
         plot_label_efficiency(table, out_dir / "label_efficiency.png", metric="roc_auc")
         tracker.log_artifact(out_dir / "label_efficiency.csv", "aggregate")
@@ -143,7 +202,14 @@ def run(cfg: DictConfig) -> dict[str, float]:
                 regime_budget_folds = folds if n_labels is None else folds[: cfg.cv.budget_folds]
                 for fold in regime_budget_folds:
                     rows.append(run_cell(cfg, name, regime_cfg, prep, fold, n_labels, parent, cache_dir, out_dir))
-                    log.info("cv %s fold %d n=%s: roc_auc=%.3f sens=%.3f", name, fold, n_labels, rows[-1]["roc_auc"], rows[-1]["sensitivity"])
+                    log.info(
+                        "cv %s fold %d n=%s: roc_auc=%.3f sens=%.3f",
+                        name,
+                        fold,
+                        n_labels,
+                        rows[-1]["roc_auc"],
+                        rows[-1]["sensitivity"],
+                    )
         frame = pd.DataFrame(rows)
         frame.drop(columns=["y_test", "p_test"]).to_csv(out_dir / "fold_metrics.csv", index=False)
         parent.log_artifact(out_dir / "fold_metrics.csv", "aggregate")

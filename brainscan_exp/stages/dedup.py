@@ -30,15 +30,23 @@ class NearCopies:
     pairs: pd.DataFrame  # the finder's candidate pairs, with pixel hashes (for the mosaic)
 
 
-def find_near_copies(cfg: DictConfig, catalogue: Catalogue, vectors: dict[str, np.ndarray] | None,
-                     feature_key: str | None = None) -> NearCopies:
+def find_near_copies(
+    cfg: DictConfig, catalogue: Catalogue, vectors: dict[str, np.ndarray] | None, feature_key: str | None = None
+) -> NearCopies:
     """Near-copy groups of the catalogue's distinct images (cached); ``vectors`` (the run's
     embedding, keyed by pixel hash, ``feature_key`` its store key) add candidate pairs."""
     distinct = catalogue.files.drop_duplicates("pixel_hash").sort_values("pixel_hash").reset_index(drop=True)
     finder_cfg = OmegaConf.to_container(cfg.dedup.finder, resolve=True)
     use_embeddings = bool(cfg.dedup.use_embeddings) and vectors is not None
-    key = content_key({"hashes": distinct.pixel_hash.tolist(), "finder": finder_cfg, "embeddings": use_embeddings,
-                       "feature_key": feature_key if use_embeddings else None}, "brainscan_exp.dedup")
+    key = content_key(
+        {
+            "hashes": distinct.pixel_hash.tolist(),
+            "finder": finder_cfg,
+            "embeddings": use_embeddings,
+            "feature_key": feature_key if use_embeddings else None,
+        },
+        "brainscan_exp.dedup",
+    )
     cache = Path(cfg.paths.cache_dir) / "dedup" / f"{key}.parquet"
     if cache.exists():
         pairs = pd.read_parquet(cache)
@@ -46,11 +54,17 @@ def find_near_copies(cfg: DictConfig, catalogue: Catalogue, vectors: dict[str, n
         finder = instantiate(cfg.dedup.finder)
         X = np.stack([vectors[h] for h in distinct.pixel_hash]) if use_embeddings else None
         finder.fit(distinct.path.tolist(), X)
-        pairs = finder.pairs_.assign(hash_i=distinct.pixel_hash.to_numpy()[finder.pairs_.i.to_numpy()],
-                                     hash_j=distinct.pixel_hash.to_numpy()[finder.pairs_.j.to_numpy()])
+        pairs = finder.pairs_.assign(
+            hash_i=distinct.pixel_hash.to_numpy()[finder.pairs_.i.to_numpy()],
+            hash_j=distinct.pixel_hash.to_numpy()[finder.pairs_.j.to_numpy()],
+        )
         atomic_write(cache, lambda tmp: pairs.to_parquet(tmp, index=False))
-        log.info("near copies: %d candidate pairs, %d confirmed (%s)", len(pairs), int(pairs.confirmed.sum()),
-                 {k: round(v, 1) for k, v in finder.timings_.items()})
+        log.info(
+            "near copies: %d candidate pairs, %d confirmed (%s)",
+            len(pairs),
+            int(pairs.confirmed.sum()),
+            {k: round(v, 1) for k, v in finder.timings_.items()},
+        )
     near_groups = _groups(pairs)
     return NearCopies(near_groups, duplicates_table(catalogue, near_groups, pairs), pairs)
 
@@ -61,7 +75,9 @@ def _groups(pairs: pd.DataFrame) -> dict[str, str]:
     confirmed = pairs[pairs.confirmed]
     hashes = sorted(set(confirmed.hash_i) | set(confirmed.hash_j))
     index = {h: k for k, h in enumerate(hashes)}
-    edges = np.array([[index[a], index[b]] for a, b in zip(confirmed.hash_i, confirmed.hash_j)], dtype=np.int64).reshape(-1, 2)
+    edges = np.array(
+        [[index[a], index[b]] for a, b in zip(confirmed.hash_i, confirmed.hash_j)], dtype=np.int64
+    ).reshape(-1, 2)
     labels = connected_groups(len(hashes), edges)
     return {h: f"near{int(g)}" for h, g in zip(hashes, labels)}
 
@@ -72,13 +88,25 @@ def duplicates_table(catalogue: Catalogue, near_groups: dict[str, str], pairs: p
     files = catalogue.files.assign(group=[near_groups.get(h, h) for h in catalogue.files.pixel_hash])
     files = files[files.groupby("group").file.transform("size") > 1]
     confirmed = pairs[pairs.confirmed]
-    best = pd.concat([confirmed[["hash_i", "score"]].set_axis(["h", "score"], axis=1),
-                      confirmed[["hash_j", "score"]].set_axis(["h", "score"], axis=1)]).groupby("h").score.max()
+    best = (
+        pd.concat(
+            [
+                confirmed[["hash_i", "score"]].set_axis(["h", "score"], axis=1),
+                confirmed[["hash_j", "score"]].set_axis(["h", "score"], axis=1),
+            ]
+        )
+        .groupby("h")
+        .score.max()
+    )
     near = files.groupby("group").pixel_hash.transform("nunique") > 1
-    out = files.assign(kind=np.where(near, "near", "exact"),
-                       score=np.where(near, best.reindex(files.pixel_hash).fillna(1.0).to_numpy(), 1.0))
+    out = files.assign(
+        kind=np.where(near, "near", "exact"),
+        score=np.where(near, best.reindex(files.pixel_hash).fillna(1.0).to_numpy(), 1.0),
+    )
     out["group"] = out.group.astype("category").cat.codes
-    return out.sort_values(["group", "file"])[["file", "group", "kind", "score", "label", "pixel_hash"]].reset_index(drop=True)
+    return out.sort_values(["group", "file"])[["file", "group", "kind", "score", "label", "pixel_hash"]].reset_index(
+        drop=True
+    )
 
 
 def log_near_copies(found: NearCopies, catalogue: Catalogue, tracker, out_dir: Path, n_mosaic: int = 12) -> None:
@@ -90,11 +118,18 @@ def log_near_copies(found: NearCopies, catalogue: Catalogue, tracker, out_dir: P
     hashes = sorted(set(found.pairs.hash_i) | set(found.pairs.hash_j))
     index = {h: k for k, h in enumerate(hashes)}
     pairs = found.pairs.assign(i=found.pairs.hash_i.map(index), j=found.pairs.hash_j.map(index))
-    mosaic = plot_uncertain_pairs([paths[h] for h in hashes], pairs, out_dir / "near_copies_least_certain.png", n=n_mosaic)
+    mosaic = plot_uncertain_pairs(
+        [paths[h] for h in hashes], pairs, out_dir / "near_copies_least_certain.png", n=n_mosaic
+    )
     tracker.log_artifact(mosaic, "data")
     near = found.table[found.table.kind == "near"]
-    tracker.log_metrics({"data/n_near_copy_groups": float(near.group.nunique()), "data/n_files_in_near_groups": float(len(near)),
-                         "data/n_files_in_groups": float(len(found.table))})
+    tracker.log_metrics(
+        {
+            "data/n_near_copy_groups": float(near.group.nunique()),
+            "data/n_files_in_near_groups": float(len(near)),
+            "data/n_files_in_groups": float(len(found.table)),
+        }
+    )
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
@@ -105,8 +140,11 @@ def run(cfg: DictConfig) -> dict[str, float]:
         log_config(tracker, cfg)
         prep = prepare(cfg, tracker, out_dir)  # runs the near-copy stage and logs its artefacts
         table = pd.read_csv(out_dir / "duplicates.csv")
-        summary = {"n_groups": float(table.group.nunique()), "n_files_in_groups": float(len(table)),
-                   "n_near_files": float((table.kind == "near").sum()),
-                   "n_pool_copies_of_labelled": float((prep.catalogue.unlabelled_files().copy_of != "").sum())}
+        summary = {
+            "n_groups": float(table.group.nunique()),
+            "n_files_in_groups": float(len(table)),
+            "n_near_files": float((table.kind == "near").sum()),
+            "n_pool_copies_of_labelled": float((prep.catalogue.unlabelled_files().copy_of != "").sum()),
+        }
         log.info("dedup: %s", summary)
         return summary

@@ -24,7 +24,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
         tracker.log_artifact(parquet, "features")
         sample = pd.concat([cat.labelled[cat.labelled.label == c].head(2) for c in (1, 0)] + [cat.pool.head(2)])
         grid = plot_preprocessing_grid(
-            sample.path.tolist(), ImageTransform(prep.backbone.data_config, prep.mri), out_dir / "preprocessing_grid.png",
+            sample.path.tolist(),
+            ImageTransform(prep.backbone.data_config, prep.mri),
+            out_dir / "preprocessing_grid.png",
             titles=[f.split("/")[-2] for f in sample.file],
         )
         tracker.log_artifact(grid, "features")

@@ -33,7 +33,15 @@ from brainscan_exp.core.calibrate import reads_for_budget
 from brainscan_exp.core.embed import embed, stack, whiten_with
 from brainscan_exp.core.evaluate import DefinitionOfDone, bootstrap_auc, score_predictions
 from brainscan_exp.core.predict import decide, out_of_fold, predictions_table
-from brainscan_exp.core.scenarios import Scenario, across, from_truth, outer_cv, with_fewer_labels, with_tumour_share, without_subtype
+from brainscan_exp.core.scenarios import (
+    Scenario,
+    across,
+    from_truth,
+    outer_cv,
+    with_fewer_labels,
+    with_tumour_share,
+    without_subtype,
+)
 from brainscan_exp.data.catalogue import Catalogue
 from brainscan_exp.data.loader import load_dataset
 from brainscan_exp.stages.common import log_config, open_run, output_dir, with_near_copies
@@ -41,8 +49,20 @@ from brainscan_exp.stages.predict import definition_of_done, operating_point
 from brainscan_exp.tracking.mlflow_run import MlflowRun
 
 log = logging.getLogger(__name__)
-SCORE_COLUMNS = ["roc_auc", "auc_low", "auc_high", "sensitivity", "specificity", "review_share", "sensitivity_after_review",
-                 "expected_sensitivity", "expected_specificity", "n_scored", "tumour_share", "dod_met"]
+SCORE_COLUMNS = [
+    "roc_auc",
+    "auc_low",
+    "auc_high",
+    "sensitivity",
+    "specificity",
+    "review_share",
+    "sensitivity_after_review",
+    "expected_sensitivity",
+    "expected_specificity",
+    "n_scored",
+    "tumour_share",
+    "dod_met",
+]
 
 
 def head(spec: DictConfig, seed: int = 0) -> tuple[object, bool]:
@@ -57,14 +77,20 @@ def head(spec: DictConfig, seed: int = 0) -> tuple[object, bool]:
 
 def logistic(C, seed: int = 0):
     if str(C) == "cv":
-        clf = LogisticRegressionCV(Cs=[0.01, 0.03, 0.1, 0.3, 1.0], cv=StratifiedKFold(3, shuffle=True, random_state=seed),
-                                   scoring="roc_auc", max_iter=5000)
+        clf = LogisticRegressionCV(
+            Cs=[0.01, 0.03, 0.1, 0.3, 1.0],
+            cv=StratifiedKFold(3, shuffle=True, random_state=seed),
+            scoring="roc_auc",
+            max_iter=5000,
+        )
     else:
         clf = LogisticRegression(C=float(C), max_iter=5000)
     return make_pipeline(StandardScaler(), clf)
 
 
-def dataset_scenarios(name: str, cat: Catalogue, truth: pd.DataFrame | None, g: DictConfig, seed: int) -> dict[str, list[Scenario]]:
+def dataset_scenarios(
+    name: str, cat: Catalogue, truth: pd.DataFrame | None, g: DictConfig, seed: int
+) -> dict[str, list[Scenario]]:
     """Scenario name -> its scenarios (several for an outer CV, scored together). ``truth`` (the
     dataset's truth file) is a stress generator here: which pool images are tumours, which subtype."""
     if truth is None:
@@ -73,13 +99,17 @@ def dataset_scenarios(name: str, cat: Catalogue, truth: pd.DataFrame | None, g: 
     shifted = []
     if "subtype" in truth:  # one tumour subtype absent from the labelled set, each in turn
         labelled_truth = truth[truth.file.isin(cat.labelled.file) & (truth.label == "cancer")]
-        shifted += [without_subtype(base, truth.set_index("file").subtype, s) for s in sorted(labelled_truth.subtype.unique())]
+        shifted += [
+            without_subtype(base, truth.set_index("file").subtype, s) for s in sorted(labelled_truth.subtype.unique())
+        ]
     shifted += [with_tumour_share(base, float(share), seed) for share in g.tumour_shares]
     shifted.append(with_fewer_labels(base, int(g.few_labels), seed))
     return {name: [base]} | {f"{name}/{s.name}": [replace(s, name=f"{name}/{s.name}")] for s in shifted}
 
 
-def cross_dataset_scenarios(catalogues: dict[str, Catalogue], truths: dict[str, pd.DataFrame]) -> dict[str, list[Scenario]]:
+def cross_dataset_scenarios(
+    catalogues: dict[str, Catalogue], truths: dict[str, pd.DataFrame]
+) -> dict[str, list[Scenario]]:
     """Each dataset's labelled images against every other dataset's pool: its truth file where it
     has one, else its own labelled images (hidden in the pool) are the scored ones."""
     out = {}
@@ -91,21 +121,28 @@ def cross_dataset_scenarios(catalogues: dict[str, Catalogue], truths: dict[str, 
                 pool, truth = tgt.pool, truths[target]
             else:
                 pool = pd.concat([tgt.pool, tgt.labelled])
-                truth = tgt.labelled.assign(label=np.where(tgt.labelled.label == 1, "cancer", "normal"))[["file", "label"]]
+                truth = tgt.labelled.assign(label=np.where(tgt.labelled.label == 1, "cancer", "normal"))[
+                    ["file", "label"]
+                ]
             sc = across(source, src.labelled, target, pool, truth)
             out[sc.name] = [sc]
     return out
 
 
-def predict_cells(cfg: DictConfig, catalogues: dict[str, Catalogue], scenarios: dict[str, list[Scenario]],
-                  review_rate: float) -> pd.DataFrame:
+def predict_cells(
+    cfg: DictConfig, catalogues: dict[str, Catalogue], scenarios: dict[str, list[Scenario]], review_rate: float
+) -> pd.DataFrame:
     """Every (embedding, head, rule, scenario) cell's predictions; no truth in reach."""
     g = cfg.generalization
     mri, extractor = instantiate(cfg.preprocess), instantiate(cfg.features)
     op0 = operating_point(cfg)
     frames = []
-    scenario_digest = content_key({name: [(f.name, sorted(f.labelled.file), sorted(f.pool.file)) for f in folds]
-                                   for name, folds in scenarios.items()})
+    scenario_digest = content_key(
+        {
+            name: [(f.name, sorted(f.labelled.file), sorted(f.pool.file)) for f in folds]
+            for name, folds in scenarios.items()
+        }
+    )
     for emb_name, blocks in g.embeddings.items():
         backbones = [instantiate(OmegaConf.merge(cfg.backbone, block)) for block in blocks]
         vectors, store_keys = {}, []
@@ -114,10 +151,19 @@ def predict_cells(cfg: DictConfig, catalogues: dict[str, Catalogue], scenarios: 
             vectors |= more
             store_keys += keys
         for head_name, h in g.heads.items():
-            key = content_key({"embedding": store_keys, "head": OmegaConf.to_container(h, resolve=True),
-                               "rules": list(g.rules), "op": asdict(op0),
-                               "review_rate": review_rate, "scenarios": scenario_digest, "seed": cfg.seed},
-                              "brainscan_exp.core", "brainscan_exp.stages.generalization")
+            key = content_key(
+                {
+                    "embedding": store_keys,
+                    "head": OmegaConf.to_container(h, resolve=True),
+                    "rules": list(g.rules),
+                    "op": asdict(op0),
+                    "review_rate": review_rate,
+                    "scenarios": scenario_digest,
+                    "seed": cfg.seed,
+                },
+                "brainscan_exp.core",
+                "brainscan_exp.stages.generalization",
+            )
             cached = Path(cfg.paths.cache_dir) / "generalization" / f"{key}.parquet"
             if cached.exists():  # an interrupted benchmark resumes cell by cell
                 frames.append(pd.read_parquet(cached))
@@ -127,22 +173,42 @@ def predict_cells(cfg: DictConfig, catalogues: dict[str, Catalogue], scenarios: 
             estimator, semi = head(h, cfg.seed)
             for scen_name, folds in scenarios.items():
                 for sc in folds:
-                    X_lab, (X_pool, _) = whiten_with(stack(vectors, sc.labelled.pixel_hash), stack(vectors, sc.pool.pixel_hash),
-                                                     None, h.whiten)
+                    X_lab, (X_pool, _) = whiten_with(
+                        stack(vectors, sc.labelled.pixel_hash), stack(vectors, sc.pool.pixel_hash), None, h.whiten
+                    )
                     y = sc.labelled.label.to_numpy(int)
-                    p_cal, p_pool, _ = out_of_fold(estimator, X_lab, y, X_pool, sc.labelled.group.to_numpy(),
-                                                   op0.inner_folds, op0.inner_repeats, op0.seed, semi)
+                    p_cal, p_pool, _ = out_of_fold(
+                        estimator,
+                        X_lab,
+                        y,
+                        X_pool,
+                        sc.labelled.group.to_numpy(),
+                        op0.inner_folds,
+                        op0.inner_repeats,
+                        op0.seed,
+                        semi,
+                    )
                     n_reads = int(round(review_rate * len(sc.pool)))
                     for rule in g.rules:
-                        with warnings.catch_warnings():  # too few tumours for the tolerance rule: it says so in the table
+                        with (
+                            warnings.catch_warnings()
+                        ):  # too few tumours for the tolerance rule: it says so in the table
                             warnings.simplefilter("ignore", RuntimeWarning)
                             prediction = decide(replace(op0, rule=rule), y, p_cal, p_pool)
                         table, _ = predictions_table(sc.pool.file, prediction, n_reads)
-                        cell_frames.append(table.assign(embedding=emb_name, head=head_name, rule=rule, scenario=scen_name,
-                                                   fold=sc.name, expected_sensitivity=prediction.expected["sensitivity"],
-                                                   expected_specificity=prediction.expected["specificity"]))
+                        cell_frames.append(
+                            table.assign(
+                                embedding=emb_name,
+                                head=head_name,
+                                rule=rule,
+                                scenario=scen_name,
+                                fold=sc.name,
+                                expected_sensitivity=prediction.expected["sensitivity"],
+                                expected_specificity=prediction.expected["specificity"],
+                            )
+                        )
             cell = pd.concat(cell_frames, ignore_index=True)
-            atomic_write(cached, lambda tmp: cell.to_parquet(tmp, index=False))
+            atomic_write(cached, lambda tmp, cell=cell: cell.to_parquet(tmp, index=False))
             frames.append(cell)
             log.info("predicted: %s / %s", emb_name, head_name)
     return pd.concat(frames, ignore_index=True)
@@ -161,8 +227,12 @@ def score_cells(predictions: pd.DataFrame, scenarios: dict[str, list[Scenario]],
         row = score_predictions(scored_cell, truth, n_boot=0, dod=dod)
         if (emb, hd, scen) not in auc_ci:
             merged = scored_cell.merge(truth, on="file")
-            auc_ci[emb, hd, scen] = bootstrap_auc((merged.label == "cancer").to_numpy(int), merged.p_cancer.to_numpy(),
-                                                  int(g.auc_bootstrap), seed=cfg.seed)
+            auc_ci[emb, hd, scen] = bootstrap_auc(
+                (merged.label == "cancer").to_numpy(int),
+                merged.p_cancer.to_numpy(),
+                int(g.auc_bootstrap),
+                seed=cfg.seed,
+            )
         row["auc_low"], row["auc_high"] = auc_ci[emb, hd, scen]
         row["expected_sensitivity"] = float(cell.expected_sensitivity.mean())
         row["expected_specificity"] = float(cell.expected_specificity.mean())
@@ -175,12 +245,23 @@ def worst_cases(table: pd.DataFrame, dod: DefinitionOfDone) -> pd.DataFrame:
     for the choice: the largest worst-case margin to the definition of done (the smallest of
     ROC-AUC, sensitivity and specificity minus their bars, over every scenario), then the best
     worst-case ROC-AUC."""
-    margin = np.minimum.reduce([table.roc_auc - dod.roc_auc, table.sensitivity - dod.sensitivity,
-                                table.specificity - dod.specificity])
-    worst = table.assign(margin=margin).groupby(["embedding", "head", "rule"], sort=False).agg(
-        worst_margin=("margin", "min"), worst_auc=("roc_auc", "min"), worst_sensitivity=("sensitivity", "min"),
-        worst_specificity=("specificity", "min"), mean_auc=("roc_auc", "mean"), dod_met=("dod_met", "sum"),
-        n_scenarios=("scenario", "count")).reset_index()
+    margin = np.minimum.reduce(
+        [table.roc_auc - dod.roc_auc, table.sensitivity - dod.sensitivity, table.specificity - dod.specificity]
+    )
+    worst = (
+        table.assign(margin=margin)
+        .groupby(["embedding", "head", "rule"], sort=False)
+        .agg(
+            worst_margin=("margin", "min"),
+            worst_auc=("roc_auc", "min"),
+            worst_sensitivity=("sensitivity", "min"),
+            worst_specificity=("specificity", "min"),
+            mean_auc=("roc_auc", "mean"),
+            dod_met=("dod_met", "sum"),
+            n_scenarios=("scenario", "count"),
+        )
+        .reset_index()
+    )
     return worst.sort_values(["worst_margin", "worst_auc"], ascending=False).reset_index(drop=True)
 
 
@@ -191,21 +272,58 @@ def choose(worst: pd.DataFrame) -> dict:
 
 def to_markdown(table: pd.DataFrame, worst: pd.DataFrame, chosen: dict) -> str:
     fmt = lambda x: f"{x:.3f}" if isinstance(x, float) else str(x)  # noqa: E731
-    cell = table[(table.embedding == chosen["embedding"]) & (table["head"] == chosen["head"]) & (table.rule == chosen["rule"])]
-    worst_row = {"scenario": "**worst case**", **{c: cell[c].min() for c in ["roc_auc", "auc_low", "sensitivity", "specificity"]},
-                 "dod_met": bool(cell.dod_met.all())}
-    cols = ["scenario", "n_scored", "tumour_share", "roc_auc", "auc_low", "auc_high", "sensitivity", "specificity",
-            "review_share", "sensitivity_after_review", "expected_sensitivity", "expected_specificity", "dod_met"]
-    lines = [f"# Generalization benchmark\n\nChosen: embedding `{chosen['embedding']}`, head `{chosen['head']}`, "
-             f"rule `{chosen['rule']}`: the largest worst-case margin to the definition of done (ROC-AUC, "
-             f"sensitivity and specificity minus their bars, smallest over every scenario), then the best worst-case "
-             f"ROC-AUC.\n", "## Chosen candidate, per scenario\n",
-             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    cell = table[
+        (table.embedding == chosen["embedding"]) & (table["head"] == chosen["head"]) & (table.rule == chosen["rule"])
+    ]
+    worst_row = {
+        "scenario": "**worst case**",
+        **{c: cell[c].min() for c in ["roc_auc", "auc_low", "sensitivity", "specificity"]},
+        "dod_met": bool(cell.dod_met.all()),
+    }
+    cols = [
+        "scenario",
+        "n_scored",
+        "tumour_share",
+        "roc_auc",
+        "auc_low",
+        "auc_high",
+        "sensitivity",
+        "specificity",
+        "review_share",
+        "sensitivity_after_review",
+        "expected_sensitivity",
+        "expected_specificity",
+        "dod_met",
+    ]
+    lines = [
+        f"# Generalization benchmark\n\nChosen: embedding `{chosen['embedding']}`, head `{chosen['head']}`, "
+        f"rule `{chosen['rule']}`: the largest worst-case margin to the definition of done (ROC-AUC, "
+        f"sensitivity and specificity minus their bars, smallest over every scenario), then the best worst-case "
+        f"ROC-AUC.\n",
+        "## Chosen candidate, per scenario\n",
+        "| " + " | ".join(cols) + " |",
+        "|" + "---|" * len(cols),
+    ]
     for _, r in cell.iterrows():
         lines.append("| " + " | ".join(fmt(r[c]) for c in cols) + " |")
     lines.append("| " + " | ".join(fmt(worst_row.get(c, "")) for c in cols) + " |")
-    wcols = ["embedding", "head", "rule", "worst_margin", "worst_auc", "worst_sensitivity", "worst_specificity", "mean_auc", "dod_met", "n_scenarios"]
-    lines += ["\n## Every candidate, worst case over scenarios\n", "| " + " | ".join(wcols) + " |", "|" + "---|" * len(wcols)]
+    wcols = [
+        "embedding",
+        "head",
+        "rule",
+        "worst_margin",
+        "worst_auc",
+        "worst_sensitivity",
+        "worst_specificity",
+        "mean_auc",
+        "dod_met",
+        "n_scenarios",
+    ]
+    lines += [
+        "\n## Every candidate, worst case over scenarios\n",
+        "| " + " | ".join(wcols) + " |",
+        "|" + "---|" * len(wcols),
+    ]
     for _, r in worst.iterrows():
         lines.append("| " + " | ".join(fmt(r[c]) for c in wcols) + " |")
     return "\n".join(lines) + "\n"
@@ -218,11 +336,15 @@ def run(cfg: DictConfig) -> dict[str, float]:
         log_config(parent, cfg)
         catalogues, scenarios, truths = {}, {}, {}
         # the budget buys this share of a pool of the brief's size, spent alike on every scenario's pool
-        review_rate = min(1.0, reads_for_budget(cfg.review.budget_eur, cfg.review.cost_per_read_eur) / g.budget_pool_size)
+        review_rate = min(
+            1.0, reads_for_budget(cfg.review.budget_eur, cfg.review.cost_per_read_eur) / g.budget_pool_size
+        )
         mri, extractor, backbone = instantiate(cfg.preprocess), instantiate(cfg.features), instantiate(cfg.backbone)
         for ds, spec in g.datasets.items():
             cat = load_dataset(spec.root, cache_dir=cfg.paths.cache_dir, name=ds)
-            if cfg.dedup.enabled:  # near-copy groups from the default embedding: group-aware folds, copies out of the pool
+            if (
+                cfg.dedup.enabled
+            ):  # near-copy groups from the default embedding: group-aware folds, copies out of the pool
                 vectors, keys = embed(dict(zip(cat.files.pixel_hash, cat.files.path)), [backbone], mri, extractor)
                 cat = with_near_copies(cfg, cat, vectors, keys[0])
             catalogues[ds] = cat
@@ -242,23 +364,44 @@ def run(cfg: DictConfig) -> dict[str, float]:
         for name in ("generalization.csv", "generalization.md"):
             parent.log_artifact(out_dir / name)
 
-        cell = table[(table.embedding == chosen["embedding"]) & (table["head"] == chosen["head"]) & (table.rule == chosen["rule"])]
+        cell = table[
+            (table.embedding == chosen["embedding"])
+            & (table["head"] == chosen["head"])
+            & (table.rule == chosen["rule"])
+        ]
         for _, r in cell.iterrows():
-            with MlflowRun(cfg.logger.tracking_uri, cfg.logger.experiment_name, f"scenario {r.scenario}",
-                           parent.tags | {"scenario": r.scenario}, parent_run_id=parent.run_id) as child:
+            with MlflowRun(
+                cfg.logger.tracking_uri,
+                cfg.logger.experiment_name,
+                f"scenario {r.scenario}",
+                parent.tags | {"scenario": r.scenario},
+                parent_run_id=parent.run_id,
+            ) as child:
                 child.log_metrics({c: float(r[c]) for c in SCORE_COLUMNS})
         seconds = time.perf_counter() - start
-        parent.log_metrics({f"worst/{k}": float(chosen[k]) for k in ("worst_auc", "worst_sensitivity", "worst_specificity")}
-                           | {"seconds": seconds})
+        parent.log_metrics(
+            {f"worst/{k}": float(chosen[k]) for k in ("worst_auc", "worst_sensitivity", "worst_specificity")}
+            | {"seconds": seconds}
+        )
         parent.set_tags({f"chosen/{k}": chosen[k] for k in ("embedding", "head", "rule")})
-        result = {"command": "python -m brainscan_exp " + " ".join(sys.argv[1:]), "seconds": round(seconds, 1),
-                  "chosen": chosen, "worst_cases": worst.to_dict(orient="records"), "table": table.to_dict(orient="records"),
-                  "mlflow_run_id": parent.run_id}
+        result = {
+            "command": "python -m brainscan_exp " + " ".join(sys.argv[1:]),
+            "seconds": round(seconds, 1),
+            "chosen": chosen,
+            "worst_cases": worst.to_dict(orient="records"),
+            "table": table.to_dict(orient="records"),
+            "mlflow_run_id": parent.run_id,
+        }
         if g.get("results_json"):
             Path(g.results_json).parent.mkdir(parents=True, exist_ok=True)
             Path(g.results_json).write_text(json.dumps(result, indent=1, default=str))
-        log.info("generalization: chosen %s; worst case AUC %.3f, sensitivity %.3f, specificity %.3f (%.0f s)",
-                 {k: chosen[k] for k in ("embedding", "head", "rule")}, chosen["worst_auc"], chosen["worst_sensitivity"],
-                 chosen["worst_specificity"], seconds)
+        log.info(
+            "generalization: chosen %s; worst case AUC %.3f, sensitivity %.3f, specificity %.3f (%.0f s)",
+            {k: chosen[k] for k in ("embedding", "head", "rule")},
+            chosen["worst_auc"],
+            chosen["worst_sensitivity"],
+            chosen["worst_specificity"],
+            seconds,
+        )
         print((out_dir / "generalization.md").read_text())
         return {f"worst/{k}": float(chosen[k]) for k in ("worst_auc", "worst_sensitivity", "worst_specificity")}

@@ -27,9 +27,16 @@ log = logging.getLogger(__name__)
 
 def operating_point(cfg: DictConfig) -> OperatingPoint:
     op = cfg.operating_point
-    return OperatingPoint(rule=op.rule, target_sensitivity=cfg.target_sensitivity, confidence=op.confidence,
-                          estimator=op.estimator, inner_folds=op.inner_folds, inner_repeats=op.inner_repeats,
-                          n_boot=op.n_boot, seed=cfg.seed)
+    return OperatingPoint(
+        rule=op.rule,
+        target_sensitivity=cfg.target_sensitivity,
+        confidence=op.confidence,
+        estimator=op.estimator,
+        inner_folds=op.inner_folds,
+        inner_repeats=op.inner_repeats,
+        n_boot=op.n_boot,
+        seed=cfg.seed,
+    )
 
 
 def definition_of_done(cfg: DictConfig) -> DefinitionOfDone:
@@ -58,8 +65,15 @@ def run(cfg: DictConfig) -> dict[str, float]:
         copies = unlabelled[unlabelled.copy_of != ""]
         X_lab, (X_pool, X_copies) = whiten_with(prep.X(labelled), prep.X(pool), prep.X(copies), cfg.embedding.whiten)
         op = operating_point(cfg)
-        prediction = predict_pool(regime.estimator, X_lab, labelled.label.to_numpy(), X_pool, op,
-                                  labelled.group.to_numpy(), regime.semi_supervised)
+        prediction = predict_pool(
+            regime.estimator,
+            X_lab,
+            labelled.label.to_numpy(),
+            X_pool,
+            op,
+            labelled.group.to_numpy(),
+            regime.semi_supervised,
+        )
         n_reads = reads_for_budget(cfg.review.budget_eur, cfg.review.cost_per_read_eur)
         table, sorted_triage = predictions_table(pool.file, prediction, n_reads)
         table = with_copies(table, unlabelled, prediction.score(X_copies))
@@ -67,22 +81,32 @@ def run(cfg: DictConfig) -> dict[str, float]:
         tracker.log_artifact(out_dir / "predictions.csv")
 
         expected = {f"pool_estimate/{k}": v for k, v in prediction.expected.items()}
-        tracker.log_metrics(expected | {
-            "operating_threshold": prediction.threshold,
-            "predictions/n_review": float(sorted_triage.n_reads),
-            "predictions/expected_missed": sorted_triage.expected_missed,
-            "predictions/cancer_share": float((table.label_pred == "cancer").mean()),
-        })
+        tracker.log_metrics(
+            expected
+            | {
+                "operating_threshold": prediction.threshold,
+                "predictions/n_review": float(sorted_triage.n_reads),
+                "predictions/expected_missed": sorted_triage.expected_missed,
+                "predictions/cancer_share": float((table.label_pred == "cancer").mean()),
+            }
+        )
         dod = definition_of_done(cfg)
         sens, spec = prediction.expected["sensitivity"], prediction.expected["specificity"]
         met = sens >= dod.sensitivity and spec >= dod.specificity
-        (out_dir / "pool_estimate.json").write_text(json.dumps({"rule": op.rule, "threshold": prediction.threshold,
-                                                                **prediction.expected}, indent=2))
+        (out_dir / "pool_estimate.json").write_text(
+            json.dumps({"rule": op.rule, "threshold": prediction.threshold, **prediction.expected}, indent=2)
+        )
         tracker.log_artifact(out_dir / "pool_estimate.json")
         if not met:
-            log.warning("definition of done NOT met on this pool by the run's own estimate: expected sensitivity %.3f "
-                        "(90%% interval low %.3f), specificity %.3f; bars %.2f / %.2f", sens,
-                        prediction.expected.get("sensitivity_low", sens), spec, dod.sensitivity, dod.specificity)
+            log.warning(
+                "definition of done NOT met on this pool by the run's own estimate: expected sensitivity %.3f "
+                "(90%% interval low %.3f), specificity %.3f; bars %.2f / %.2f",
+                sens,
+                prediction.expected.get("sensitivity_low", sens),
+                spec,
+                dod.sensitivity,
+                dod.specificity,
+            )
         tracker.set_tags({"pool_estimate/dod_met": met})
 
         result = dict(expected)
@@ -94,9 +118,14 @@ def run(cfg: DictConfig) -> dict[str, float]:
             result |= {f"truth/{k}": float(v) for k, v in scored.items()}
         for line in summary_lines(table, sorted_triage):
             log.info(line)
-        log.info("expected on this pool: sensitivity %.3f [%.3f, %.3f], specificity %.3f [%.3f, %.3f], tumour share %.3f",
-                 prediction.expected["sensitivity"], prediction.expected.get("sensitivity_low", np.nan),
-                 prediction.expected.get("sensitivity_high", np.nan), prediction.expected["specificity"],
-                 prediction.expected.get("specificity_low", np.nan), prediction.expected.get("specificity_high", np.nan),
-                 prediction.expected["prior"])
+        log.info(
+            "expected on this pool: sensitivity %.3f [%.3f, %.3f], specificity %.3f [%.3f, %.3f], tumour share %.3f",
+            prediction.expected["sensitivity"],
+            prediction.expected.get("sensitivity_low", np.nan),
+            prediction.expected.get("sensitivity_high", np.nan),
+            prediction.expected["specificity"],
+            prediction.expected.get("specificity_low", np.nan),
+            prediction.expected.get("specificity_high", np.nan),
+            prediction.expected["prior"],
+        )
         return result

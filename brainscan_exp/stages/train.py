@@ -52,13 +52,20 @@ def fold_data(prep: Prepared, split: pd.DataFrame) -> FoldData:
     train, val = split[split.split == "train"], split[split.split == "val"]
     pool = prep.catalogue.pool
     return FoldData(
-        prep.X(train), train.label.to_numpy(), prep.X(val), val.label.to_numpy(), prep.X(pool),
-        train.path.tolist(), val.path.tolist(), pool.path.tolist(),
+        prep.X(train),
+        train.label.to_numpy(),
+        prep.X(val),
+        val.label.to_numpy(),
+        prep.X(pool),
+        train.path.tolist(),
+        val.path.tolist(),
+        pool.path.tolist(),
     )
 
 
-def calibration_scores(cfg: DictConfig, regime_cfg: DictConfig, regime: Regime, data: FoldData,
-                       ctx: TrainContext) -> tuple[np.ndarray, np.ndarray]:
+def calibration_scores(
+    cfg: DictConfig, regime_cfg: DictConfig, regime: Regime, data: FoldData, ctx: TrainContext
+) -> tuple[np.ndarray, np.ndarray]:
     """(labels, scores) the operating point is read from: the validation split (``source=val``)
     or out-of-fold scores of every training image (``oof``)."""
     op = cfg.operating_point
@@ -66,8 +73,15 @@ def calibration_scores(cfg: DictConfig, regime_cfg: DictConfig, regime: Regime, 
         raise ValueError(f"operating_point.source must be val|oof, got {op.source!r}")
     if op.source == "oof":
         quiet = replace(ctx, make_trainer=partial(ctx.make_trainer, logger=False))  # inner fits log nothing
-        return out_of_fold_scores(lambda: instantiate(regime_cfg.method), data, quiet, op.inner_folds, op.inner_repeats,
-                                  cfg.split.val_size, cfg.seed)
+        return out_of_fold_scores(
+            lambda: instantiate(regime_cfg.method),
+            data,
+            quiet,
+            op.inner_folds,
+            op.inner_repeats,
+            cfg.split.val_size,
+            cfg.seed,
+        )
     return data.y_val, regime.predict_proba(data.X_val, data.paths_val)
 
 
@@ -78,9 +92,13 @@ def operating_threshold(cfg: DictConfig, y: np.ndarray, p: np.ndarray, tracker: 
         return 0.5
     op = cfg.operating_point
     threshold = choose_threshold(y, p, cfg.target_sensitivity, rule=op.rule, confidence=op.confidence)
-    tracker.log_metrics({"operating_point/n_scores": float(len(p)),
-                         "operating_point/calibration_sensitivity": float((p[y == 1] >= threshold).mean()),
-                         "operating_point/calibration_specificity": float((p[y == 0] < threshold).mean())})
+    tracker.log_metrics(
+        {
+            "operating_point/n_scores": float(len(p)),
+            "operating_point/calibration_sensitivity": float((p[y == 1] >= threshold).mean()),
+            "operating_point/calibration_specificity": float((p[y == 0] < threshold).mean()),
+        }
+    )
     return threshold
 
 
@@ -94,8 +112,9 @@ class FoldResult:
     calibration: tuple[np.ndarray, np.ndarray]  # (labels, scores) the threshold was read from
 
 
-def train_context(cfg: DictConfig, regime_cfg: DictConfig, prep: Prepared, out_dir: Path, logger=False,
-                  log=lambda metrics: None) -> TrainContext:
+def train_context(
+    cfg: DictConfig, regime_cfg: DictConfig, prep: Prepared, out_dir: Path, logger=False, log=lambda metrics: None
+) -> TrainContext:
     """The factories a regime trains with, bound to the run's trainer, model and transforms."""
     finetune = resolve_finetune(regime_cfg.finetune, prep.backbone)
     make_trainer, make_model = instantiate(cfg.trainer), instantiate(cfg.model)
@@ -103,7 +122,10 @@ def train_context(cfg: DictConfig, regime_cfg: DictConfig, prep: Prepared, out_d
     return TrainContext(
         make_trainer=partial(make_trainer, logger=logger),
         make_module=lambda: make_model(in_features=prep.dim, backbone=copy.deepcopy(prep.model) if full else None),
-        finetune=finetune, batch_size=regime_cfg.batch_size, num_workers=regime_cfg.num_workers, seed=cfg.seed,
+        finetune=finetune,
+        batch_size=regime_cfg.batch_size,
+        num_workers=regime_cfg.num_workers,
+        seed=cfg.seed,
         out_dir=out_dir,
         train_transform=ImageTransform(prep.backbone.data_config, prep.mri, train=True) if full else None,
         eval_transform=ImageTransform(prep.backbone.data_config, prep.mri, train=False) if full else None,
@@ -111,15 +133,25 @@ def train_context(cfg: DictConfig, regime_cfg: DictConfig, prep: Prepared, out_d
     )
 
 
-def fit_and_evaluate(cfg: DictConfig, regime_cfg: DictConfig, prep: Prepared, split: pd.DataFrame,
-                     tracker: MlflowRun, out_dir: Path, log_curves: bool = True) -> FoldResult:
+def fit_and_evaluate(
+    cfg: DictConfig,
+    regime_cfg: DictConfig,
+    prep: Prepared,
+    split: pd.DataFrame,
+    tracker: MlflowRun,
+    out_dir: Path,
+    log_curves: bool = True,
+) -> FoldResult:
     """Fit one regime on one fold, choose the operating point (``operating_point``), score the test split.
     ``log_curves=False`` keeps per-epoch training curves out of MLflow (the CV protocol's cells)."""
     L.seed_everything(cfg.seed, workers=True)
     data = fold_data(prep, split)
     mlf_logger = (
-        MLFlowLogger(experiment_name=cfg.logger.experiment_name, tracking_uri=cfg.logger.tracking_uri, run_id=tracker.run_id)
-        if log_curves else False
+        MLFlowLogger(
+            experiment_name=cfg.logger.experiment_name, tracking_uri=cfg.logger.tracking_uri, run_id=tracker.run_id
+        )
+        if log_curves
+        else False
     )
     ctx = train_context(cfg, regime_cfg, prep, out_dir, mlf_logger, tracker.log_metrics)
     tracker.set_tags({"finetune": ctx.finetune})
@@ -142,13 +174,21 @@ def log_evaluation(result: FoldResult, test_files: pd.Series, tracker: MlflowRun
     confusion_counts(result.y_test, y_pred).to_csv(out_dir / "confusion_matrix.csv")
     plot_confusion_matrix(result.y_test, y_pred, out_dir / "confusion_matrix.png", title=title)
     plot_roc_curve({title: (result.y_test, result.p_test)}, out_dir / "roc_curve.png")
-    pd.DataFrame({"file": test_files.to_numpy(), "label": result.y_test, "p_cancer": result.p_test}).to_csv(out_dir / "test_scores.csv", index=False)
+    pd.DataFrame({"file": test_files.to_numpy(), "label": result.y_test, "p_cancer": result.p_test}).to_csv(
+        out_dir / "test_scores.csv", index=False
+    )
     for name in ("confusion_matrix.csv", "confusion_matrix.png", "roc_curve.png", "test_scores.csv"):
         tracker.log_artifact(out_dir / name, "evaluation")
 
 
-def predict_unlabelled(prep: Prepared, regime: Regime, threshold: float, train: pd.DataFrame,
-                       review_logit_band: float = 1.0, ood_quantile: float = 0.95) -> pd.DataFrame:
+def predict_unlabelled(
+    prep: Prepared,
+    regime: Regime,
+    threshold: float,
+    train: pd.DataFrame,
+    review_logit_band: float = 1.0,
+    ood_quantile: float = 0.95,
+) -> pd.DataFrame:
     """One row per file of ``sans_label`` (copies included), labelled at the operating point.
 
     ``uncertainty`` is exp(-|log-odds(p) - log-odds(threshold)|): 1 on the operating point,
@@ -168,17 +208,23 @@ def predict_unlabelled(prep: Prepared, regime: Regime, threshold: float, train: 
     near_threshold = distance < review_logit_band
     ood_score = _ood_score(prep.X(train), X_pool, ood_quantile)
     far = ood_score > 1.0
-    reason = np.where(near_threshold & far, "uncertain+far", np.where(near_threshold, "uncertain", np.where(far, "far from labelled data", "")))
-    return pd.DataFrame({
-        "file": pool.file.to_numpy(),
-        "p_cancer": p,
-        "label_pred": np.where(p >= threshold, CLASS_NAMES[1], CLASS_NAMES[0]),
-        "uncertainty": np.exp(-distance),
-        "ood_score": ood_score,
-        "review": near_threshold | far,
-        "review_reason": reason,
-        "copy_of_labelled": copy_of.reindex(pool.file).fillna("").to_numpy(),
-    })
+    reason = np.where(
+        near_threshold & far,
+        "uncertain+far",
+        np.where(near_threshold, "uncertain", np.where(far, "far from labelled data", "")),
+    )
+    return pd.DataFrame(
+        {
+            "file": pool.file.to_numpy(),
+            "p_cancer": p,
+            "label_pred": np.where(p >= threshold, CLASS_NAMES[1], CLASS_NAMES[0]),
+            "uncertainty": np.exp(-distance),
+            "ood_score": ood_score,
+            "review": near_threshold | far,
+            "review_reason": reason,
+            "copy_of_labelled": copy_of.reindex(pool.file).fillna("").to_numpy(),
+        }
+    )
 
 
 def _ood_score(X_train: np.ndarray, X: np.ndarray, quantile: float) -> np.ndarray:
@@ -198,9 +244,13 @@ def score_against_truth(predictions: pd.DataFrame, truth_path: str | Path, thres
     (pool files that are copies of labelled images are left out)."""
     truth = pd.read_csv(truth_path)
     # copies of labelled images are known already: scoring them would flatter the model
-    merged = predictions[predictions.copy_of_labelled.fillna("") == ""].merge(truth[["file", "label"]], on="file", how="inner")
+    merged = predictions[predictions.copy_of_labelled.fillna("") == ""].merge(
+        truth[["file", "label"]], on="file", how="inner"
+    )
     if merged.empty:
-        raise ValueError(f"{truth_path}: no row matches a predicted file; its 'file' column must be relative to dataset.root")
+        raise ValueError(
+            f"{truth_path}: no row matches a predicted file; its 'file' column must be relative to dataset.root"
+        )
     y = (merged.label == CLASS_NAMES[1]).astype(int).to_numpy()
     return binary_metrics(y, merged.p_cancer.to_numpy(), threshold) | {"n_scored": float(len(merged))}
 
@@ -222,13 +272,19 @@ def run(cfg: DictConfig) -> dict[str, float]:
             log_evaluation(result, test_files, tracker, out_dir, f"{cfg.regime.name} / {prep.backbone.name} (test)")
         tracker.log_metrics({"operating_threshold": result.threshold})
 
-        predictions = predict_unlabelled(prep, result.regime, result.threshold, split[split.split.isin(["train", "val"])])
+        predictions = predict_unlabelled(
+            prep, result.regime, result.threshold, split[split.split.isin(["train", "val"])]
+        )
         predictions.to_csv(out_dir / "predictions.csv", index=False)
         tracker.log_artifact(out_dir / "predictions.csv")
         if cfg.dataset.get("truth"):  # opened only now, after every fitting decision
             scored = score_against_truth(predictions, cfg.dataset.truth, result.threshold)
             tracker.log_metrics({f"truth/{k}": v for k, v in scored.items()})
-        tracker.log_metrics({"predictions/n_review": float(predictions.review.sum()),
-                             "predictions/cancer_share": float((predictions.label_pred == CLASS_NAMES[1]).mean())})
+        tracker.log_metrics(
+            {
+                "predictions/n_review": float(predictions.review.sum()),
+                "predictions/cancer_share": float((predictions.label_pred == CLASS_NAMES[1]).mean()),
+            }
+        )
         log.info("test metrics: %s", {k: round(v, 3) for k, v in result.metrics.items()})
         return {f"test/{k}": v for k, v in result.metrics.items()}

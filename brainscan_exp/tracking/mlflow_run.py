@@ -59,7 +59,9 @@ def resolved_job_config(cfg: DictConfig) -> dict:
 
 def git_commit(root: str | Path) -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -67,12 +69,18 @@ def git_commit(root: str | Path) -> str:
 class MlflowRun:
     """Context manager: starts the run, and ends it FINISHED, or FAILED with the error as a tag."""
 
-    def __init__(self, tracking_uri: str, experiment_name: str, run_name: str | None = None, tags: dict | None = None,
-                 parent_run_id: str | None = None):
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment_name: str,
+        run_name: str | None = None,
+        tags: dict | None = None,
+        parent_run_id: str | None = None,
+    ):
         self.tracking_uri, self.experiment_name = tracking_uri, experiment_name
         self.run_name, self.tags, self.parent_run_id = run_name, dict(tags or {}), parent_run_id
 
-    def __enter__(self) -> "MlflowRun":
+    def __enter__(self) -> MlflowRun:
         mlflow.set_tracking_uri(self.tracking_uri)
         experiment_id = ensure_experiment(self.tracking_uri, self.experiment_name)
         tags = {k: str(v) for k, v in self.tags.items()}
@@ -96,7 +104,9 @@ class MlflowRun:
         clean = {k.replace("@", "_at_"): float(v) for k, v in metrics.items() if v is not None}
         now = int(time.time() * 1000)
         if clean:
-            self.client.log_batch(self.run_id, metrics=[mlflow.entities.Metric(k, v, now, step or 0) for k, v in clean.items()])
+            self.client.log_batch(
+                self.run_id, metrics=[mlflow.entities.Metric(k, v, now, step or 0) for k, v in clean.items()]
+            )
 
     def log_params(self, params: dict[str, Any]) -> None:
         items = [mlflow.entities.Param(k, str(v)[:6000]) for k, v in params.items()]

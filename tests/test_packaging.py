@@ -1,0 +1,23 @@
+"""The wheel carries every subpackage and the configs (a non-editable install must run)."""
+
+from __future__ import annotations
+
+import tomllib
+from conftest import PROJECT_ROOT
+
+from brainscan_exp import config
+
+
+def test_listed_packages_match_the_folders():
+    listed = set(tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    on_disk = {
+        ".".join(p.parent.relative_to(PROJECT_ROOT).parts)
+        for p in (PROJECT_ROOT / "brainscan_exp").rglob("__init__.py")
+    }
+    assert listed == on_disk | {"brainscan_exp.conf"}, "update [tool.setuptools] packages in pyproject.toml"
+
+
+def test_checkout_reads_the_top_level_conf_and_an_install_the_packaged_copy(monkeypatch, tmp_path):
+    assert config.config_path() == str(PROJECT_ROOT / "conf")
+    monkeypatch.setattr(config, "SOURCE_CONF", tmp_path / "conf")  # as in site-packages: no conf/ beside
+    assert config.config_path() == "pkg://brainscan_exp.conf"
