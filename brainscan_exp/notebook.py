@@ -25,6 +25,6 @@ def compose_config(overrides: list[str] | None = None, output_dir: str | Path | 
         cfg = compose("train", overrides=list(overrides or []), return_hydra_config=True)
     stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")  # unique per call
     with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir or Path(cfg.paths.log_dir) / "notebooks" / f"{cfg.task}-{stamp}")
+        cfg.paths.output_dir = str(output_dir or Path(cfg.paths.log_dir) / "notebooks" / f"{cfg.task.name}-{stamp}")
     HydraConfig().set_config(cfg)
     return cfg

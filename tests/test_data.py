@@ -87,6 +87,17 @@ def test_corrupt_jpeg_is_named(folder, tmp_path):
     assert len(cat.pool) == 8
 
 
+def test_every_bad_file_is_listed_in_one_error_and_good_hashes_are_kept(folder, tmp_path):
+    for name in ("broken1.jpg", "broken2.jpg", "broken3.jpg"):
+        (folder / "sans_label" / name).write_bytes(b"not a jpeg")
+    with pytest.raises(BadImageError) as error:
+        build_catalogue(folder, cache_dir=tmp_path / "cache")
+    assert all(f"broken{i}.jpg" in str(error.value) for i in (1, 2, 3))
+    assert "3 file(s)" in str(error.value) and "on_bad_file=skip" in str(error.value)
+    index = next((tmp_path / "cache" / "hash_index").glob("*.parquet"))
+    assert len(pd.read_parquet(index)) == 20  # the good files' hashes survive the error
+
+
 def test_non_image_file_is_named(folder):
     (folder / "sans_label/notes.txt").write_text("not an image")
     with pytest.raises(LayoutError, match="notes.txt"):

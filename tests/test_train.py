@@ -21,9 +21,14 @@ def _only_run(cfg):
 def test_regime_runs_and_logs(train_cfg, regime):
     cfg = train_cfg(f"regime={regime}")
     metrics = run(cfg)
-    assert 0.0 <= metrics["test/sensitivity"] <= 1.0
 
     client, mlrun = _only_run(cfg)
+    # the logged test metrics are those of the saved test scores at the logged operating threshold
+    scores = pd.read_csv(f"{cfg.paths.output_dir}/test_scores.csv")
+    called = scores.p_cancer >= mlrun.data.metrics["operating_threshold"]
+    assert metrics["test/sensitivity"] == pytest.approx(called[scores.label == 1].mean())
+    assert metrics["test/specificity"] == pytest.approx((~called)[scores.label == 0].mean())
+    assert mlrun.data.metrics["test/fn"] == ((~called) & (scores.label == 1)).sum()
     assert mlrun.info.status == "FINISHED"
     for key in ["sensitivity", "specificity", "precision", "f1", "f2", "accuracy", "roc_auc", "pr_auc", "tp", "fn"]:
         assert f"test/{key}" in mlrun.data.metrics
@@ -57,8 +62,34 @@ def test_regime_runs_and_logs(train_cfg, regime):
 
 
 def test_fast_dev_run_smoke(train_cfg):
+    """debug=fdr: one batch through each phase of semi (pretrain, fine-tune), and a finished run."""
     cfg = train_cfg("debug=fdr", "regime=semi")
     run(cfg)
+    _, mlrun = _only_run(cfg)
+    assert mlrun.info.status == "FINISHED"
+    assert mlrun.data.metrics["train/steps"] == 2
+
+
+def test_best_checkpoint_is_restored_with_load_from_checkpoint(tmp_path):
+    """The module a phase hands on is the best-validation checkpoint, loaded by Lightning."""
+    import lightning as L
+    import torch
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from brainscan_exp.models import TumourClassifier
+    from brainscan_exp.regimes.lightning import restore_best
+
+    module = TumourClassifier(in_features=4)
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, save_weights_only=True)
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_progress_bar=False, callbacks=[checkpoint])
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(8, 4), torch.ones(8)), 4)
+    trainer.fit(module, loader)
+    saved = {k: v.clone() for k, v in module.state_dict().items()}
+    with torch.no_grad():
+        module.head[-1].weight.add_(1.0)  # drift after the checkpoint
+    best = restore_best(module, checkpoint, backbone=None)
+    assert best is not module
+    assert all(torch.equal(best.state_dict()[k], v) for k, v in saved.items())
 
 
 def test_full_finetune_from_scratch(train_cfg):

@@ -14,7 +14,7 @@ from .estimators import AutoEpsDBSCAN, ClusterToClassMapper, ReducedClusterer, m
 from .figures import plot_cluster_mosaic, plot_contingency, plot_k_sweep, plot_projections
 from .metrics import agreement_scores, cluster_sizes, contingency_table, internal_scores
 from .selection import KSweep, select_k
-from .stage import ClusterReport, run_cluster_analysis
+from .analysis import ClusterReport, run_cluster_analysis
 
 __all__ = [
     "AutoEpsDBSCAN",

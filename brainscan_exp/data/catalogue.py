@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from brainscan_exp.artefacts import atomic_write
 from brainscan_exp.data.errors import BadImageError, DuplicateLabelError
 from brainscan_exp.data.images import file_hash, load_image, pixel_hash
 from brainscan_exp.data.layout import CLASS_NAMES, scan_layout
@@ -87,7 +88,10 @@ class Catalogue:
 
 
 def _hash_files(frame: pd.DataFrame, cache_path: Path | None, on_bad_file: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Decode every file once to hash its pixels; hashes are cached by (path, size, mtime)."""
+    """Decode every file once to hash its pixels; hashes are cached by (path, size, mtime).
+
+    Every file is checked before anything is raised, so one error lists every bad file; the
+    hashes of the good ones are saved first, so the rerun after a fix decodes only what changed."""
     cached: dict[tuple[str, int, int], tuple[str, str]] = {}
     if cache_path is not None and cache_path.exists():
         old = pd.read_parquet(cache_path)
@@ -100,20 +104,23 @@ def _hash_files(frame: pd.DataFrame, cache_path: Path | None, on_bad_file: str) 
             try:
                 cached[key] = (pixel_hash(load_image(path)), file_hash(path))
             except BadImageError as exc:
-                if on_bad_file != "skip":
-                    raise
-                log.warning("%s", exc)
-                bad.append({"path": str(path), "error": str(exc)})
+                bad.append({"path": str(path), "error": str(exc.__cause__ or exc)})
                 continue
         rows.append((*key, *cached[key]))
     index = pd.DataFrame(rows, columns=["path", "size", "mtime_ns", "pixel_hash", "byte_hash"])
-    if cache_path is not None:
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_path.with_suffix(f".tmp{id(index)}")
-        index.to_parquet(tmp, index=False)
-        tmp.replace(cache_path)  # atomic: parallel jobs never read a half-written index
+    if cache_path is not None:  # parallel jobs never read a half-written index
+        atomic_write(cache_path, lambda tmp: index.to_parquet(tmp, index=False))
+    bad = pd.DataFrame(bad, columns=["path", "error"])
+    if len(bad) and on_bad_file != "skip":
+        listing = "\n  ".join(f"{p}: {e}" for p, e in bad.itertuples(index=False))
+        raise BadImageError(
+            f"{len(bad)} file(s) cannot be decoded as images:\n  {listing}\nDelete or replace them "
+            "(or set dataset.on_bad_file=skip to leave them out and list them in bad_files.csv)."
+        )
+    for p, e in bad.itertuples(index=False):
+        log.warning("left out (dataset.on_bad_file=skip): %s: %s", p, e)
     hashed = frame.assign(path=frame.path.astype(str)).merge(index[["path", "pixel_hash", "byte_hash"]], on="path")
-    return hashed, pd.DataFrame(bad, columns=["path", "error"])
+    return hashed, bad
 
 
 def _duplicate_report(files: pd.DataFrame) -> pd.DataFrame:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from brainscan_exp.artefacts import atomic_write
 from brainscan_exp.data.images import load_image
 
 
@@ -31,9 +32,11 @@ def load_thumbnails(paths, size: int = 128, cache_file: str | Path | None = None
             return np.load(cache_file)
     thumbs = np.stack([load_thumbnail(p, size) for p in paths]) if paths else np.zeros((0, size, size), np.uint8)
     if cache_file is not None:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_name(f".{cache_file.name}.{id(thumbs)}.npy")
-        np.save(tmp, thumbs)
-        tmp.replace(cache_file)
-        index.write_text("\n".join(paths))
+
+        def save(tmp: Path) -> None:
+            with open(tmp, "wb") as f:  # a handle: np.save would add ".npy" to the temp name
+                np.save(f, thumbs, allow_pickle=False)
+
+        atomic_write(cache_file, save)
+        atomic_write(index, lambda tmp: tmp.write_text("\n".join(paths)))
     return thumbs

@@ -35,7 +35,7 @@ class TumourClassifier(L.LightningModule):
         else:
             layers += [nn.Linear(in_features, 1)]
         self.head = nn.Sequential(*layers)
-        self.stage_name = "fit"  # set by the regime: "pretrain" or "finetune", prefixes the logged keys
+        self.phase = "fit"  # the training phase, set by the regime: "pretrain" or "finetune", prefixes the logged keys
         self.val_auroc = BinaryAUROC()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -51,19 +51,19 @@ class TumourClassifier(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         loss, _, _ = self._loss(batch)
-        self.log(f"{self.stage_name}/train_loss", loss, on_step=False, on_epoch=True, batch_size=len(batch[0]))
+        self.log(f"{self.phase}/train_loss", loss, on_step=False, on_epoch=True, batch_size=len(batch[0]))
         return loss
 
     def validation_step(self, batch, batch_idx):
         loss, logits, y = self._loss(batch)
         self.val_auroc.update(torch.sigmoid(logits), y.round().long())
-        self.log(f"{self.stage_name}/val_loss", loss, on_epoch=True, prog_bar=True, batch_size=len(batch[0]))
+        self.log(f"{self.phase}/val_loss", loss, on_epoch=True, prog_bar=True, batch_size=len(batch[0]))
         # the unprefixed key is what EarlyStopping/ModelCheckpoint monitor in every stage
         self.log("val_loss", loss, on_epoch=True, logger=False, batch_size=len(batch[0]))
 
     def on_validation_epoch_end(self):
         if self.val_auroc.update_count:
-            self.log(f"{self.stage_name}/val_auroc", self.val_auroc.compute())
+            self.log(f"{self.phase}/val_auroc", self.val_auroc.compute())
         self.val_auroc.reset()
 
     def predict_step(self, batch, batch_idx):

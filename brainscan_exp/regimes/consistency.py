@@ -35,10 +35,14 @@ class FixMatchModule(L.LightningModule):
 
     def __init__(self, net: L.LightningModule, threshold: float = 0.95, lambda_u: float = 1.0):
         super().__init__()
+        self.save_hyperparameters(ignore=["net"])
         self.net, self.threshold, self.lambda_u = net, threshold, lambda_u
 
     def forward(self, x):
         return self.net(x)
+
+    def predict_step(self, batch, batch_idx):
+        return torch.sigmoid(self(batch[0]))
 
     def training_step(self, batch, batch_idx):
         x, y = batch["labelled"]
@@ -113,7 +117,7 @@ class ConsistencyRegime(_LightningRegime):
         callbacks, checkpoint = best_checkpoint_callbacks(ctx, "consistency", self.patience) if len(val) else ([], None)
         trainer = ctx.make_trainer(max_epochs=self.finetune_epochs, callbacks=callbacks)
         trainer.fit(module, train_dataloaders=loaders, val_dataloaders=DataLoader(val, 64) if len(val) else None)
-        restore_best(module, checkpoint)
         self.steps_ = trainer.global_step
+        module = restore_best(module, checkpoint, net=module.net)
         self._remember(module, ctx)
         return self

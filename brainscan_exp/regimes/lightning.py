@@ -25,10 +25,10 @@ def _inputs(data_X, paths, ctx: TrainContext):
     return data_X if ctx.finetune == "frozen" else paths
 
 
-def best_checkpoint_callbacks(ctx: TrainContext, stage: str, patience: int | None):
+def best_checkpoint_callbacks(ctx: TrainContext, phase: str, patience: int | None):
     """Keep the weights of the best validation loss (and stop early with ``patience``)."""
     checkpoint = ModelCheckpoint(
-        dirpath=ctx.out_dir / "checkpoints" / stage,
+        dirpath=ctx.out_dir / "checkpoints" / phase,
         monitor="val_loss",
         save_top_k=1,
         save_weights_only=True,
@@ -38,11 +38,16 @@ def best_checkpoint_callbacks(ctx: TrainContext, stage: str, patience: int | Non
     return callbacks, checkpoint
 
 
-def restore_best(module, checkpoint: ModelCheckpoint | None) -> None:
-    if checkpoint is not None and checkpoint.best_model_path:
-        module.load_state_dict(
-            torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
-        )
+def restore_best(module, checkpoint: ModelCheckpoint | None, **submodules):
+    """The module at its best validation loss (``load_from_checkpoint``), or ``module`` as trained.
+
+    ``submodules`` are the constructor's non-hyperparameter networks (a backbone): their
+    architecture is passed in, their weights come from the checkpoint."""
+    if checkpoint is None or not checkpoint.best_model_path:
+        return module
+    best = type(module).load_from_checkpoint(checkpoint.best_model_path, map_location="cpu", **submodules)
+    best.phase = getattr(module, "phase", None)
+    return best
 
 
 class _LightningRegime(Regime):
@@ -52,17 +57,16 @@ class _LightningRegime(Regime):
         self.finetune_epochs = finetune_epochs
         self.patience = patience
 
-    def _fit_phase(self, module, stage: str, train_set, val_set, ctx: TrainContext, max_epochs: int, patience):
-        module.stage_name = stage
+    def _fit_phase(self, module, phase: str, train_set, val_set, ctx: TrainContext, max_epochs: int, patience):
+        module.phase = phase
         callbacks, checkpoint = (
-            best_checkpoint_callbacks(ctx, stage, patience) if val_set is not None and len(val_set) else ([], None)
+            best_checkpoint_callbacks(ctx, phase, patience) if val_set is not None and len(val_set) else ([], None)
         )
         trainer = ctx.make_trainer(max_epochs=max_epochs, callbacks=callbacks)
         dm = TumourDataModule(train_set, val_set, batch_size=ctx.batch_size, num_workers=ctx.num_workers, seed=ctx.seed)
         trainer.fit(module, datamodule=dm)
-        restore_best(module, checkpoint)
         self.steps_ = getattr(self, "steps_", 0) + trainer.global_step
-        return module
+        return restore_best(module, checkpoint, backbone=module.backbone)
 
     @staticmethod
     def _val_set(data: FoldData, ctx: TrainContext):
@@ -85,17 +89,17 @@ class _LightningRegime(Regime):
     def predict_proba(self, X: np.ndarray, paths=None) -> np.ndarray:
         inputs = X if self.finetune_mode_ == "frozen" else paths
         dataset = make_dataset(inputs, None, self.eval_transform_)
+        if not len(dataset):
+            return np.zeros(0)
         dm = TumourDataModule(predict=dataset, batch_size=64, num_workers=self.num_workers_)
-        self.module_.eval()
-        out = []
-        with torch.inference_mode():
-            for x, _ in dm.predict_dataloader():
-                out.append(torch.sigmoid(self.module_(x)).numpy())
-        return np.concatenate(out) if out else np.zeros(0)
+        trainer = self.make_trainer_(logger=False, callbacks=[], max_epochs=1)
+        out = trainer.predict(self.module_, datamodule=dm)  # the module's predict_step
+        return torch.cat(out).float().numpy()
 
     def _remember(self, module, ctx: TrainContext):
         self.module_, self.finetune_mode_ = module, ctx.finetune
         self.eval_transform_, self.num_workers_ = ctx.eval_transform, ctx.num_workers
+        self.make_trainer_ = ctx.make_trainer
 
 
 class SupervisedRegime(_LightningRegime):

@@ -71,7 +71,7 @@ def open_run(cfg: DictConfig, run_name: str | None = None, **tags) -> MlflowRun:
         "sweep": sweep_tag(),
         "git_commit": git_commit(cfg.paths.root_dir),
         "seed": cfg.seed,
-        "task": cfg.task,
+        "task": cfg.task.name,
         "dataset": cfg.dataset.name,
         "backbone": cfg.backbone.name,
     }
@@ -90,6 +90,12 @@ def prepare(cfg: DictConfig, tracker: MlflowRun, out_dir: Path) -> Prepared:
     model = backbone.build()
     catalogue: Catalogue = instantiate(cfg.dataset)
     tracker.set_tags({"dataset_fingerprint": catalogue.fingerprint})
+    tracker.log_dataset(
+        catalogue.files[["file", "pixel_hash", "label"]],
+        name=cfg.dataset.name,
+        digest=catalogue.fingerprint,
+        source=str(catalogue.root),
+    )
     tracker.log_metrics({f"data/{k}": v for k, v in catalogue.summary().items()})
     catalogue.duplicates.to_csv(out_dir / "duplicates.csv", index=False)
     (out_dir / "dataset_summary.json").write_text(json.dumps(catalogue.summary(), indent=2))

@@ -10,7 +10,6 @@ reliability diagrams, a forest plot and the label-efficiency curve.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import replace
@@ -20,6 +19,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from brainscan_exp.artefacts import atomic_write, content_key
 from brainscan_exp.core.scenarios import group_stratified_subsample
 from brainscan_exp.data.splits import repeated_cv_split, split_off_groups
 from brainscan_exp.evaluation import (
@@ -37,7 +37,16 @@ from brainscan_exp.stages.train import fit_and_evaluate
 from brainscan_exp.tracking.mlflow_run import MlflowRun
 
 log = logging.getLogger(__name__)
-CELL_VERSION = 3  # 3: group-aware folds
+# the code a cell's result depends on: a change to any of it recomputes the cells (no version to bump)
+CELL_CODE = (
+    "brainscan_exp.regimes",
+    "brainscan_exp.models",
+    "brainscan_exp.semi",
+    "brainscan_exp.evaluation",
+    "brainscan_exp.data.splits",
+    "brainscan_exp.stages.train",
+    "brainscan_exp.stages.cv",
+)
 
 
 def subsample_labels(split: pd.DataFrame, n_labels: int | None, val_size: float, seed: int) -> pd.DataFrame:
@@ -60,7 +69,6 @@ def subsample_labels(split: pd.DataFrame, n_labels: int | None, val_size: float,
 
 def cell_key(cfg: DictConfig, regime_cfg: DictConfig, prep: Prepared, fold: int, n_labels: int | None) -> str:
     spec = {
-        "version": CELL_VERSION,
         "features": prep.store.key,
         "dataset": prep.catalogue.fingerprint,
         "regime": OmegaConf.to_container(regime_cfg, resolve=True),
@@ -73,7 +81,7 @@ def cell_key(cfg: DictConfig, regime_cfg: DictConfig, prep: Prepared, fold: int,
         "target_sensitivity": cfg.target_sensitivity,
         "operating_point": OmegaConf.to_container(cfg.operating_point, resolve=True),
     }
-    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    return content_key(spec, *CELL_CODE)
 
 
 def run_cell(cfg, name, regime_cfg, prep, fold, n_labels, parent: MlflowRun, cache_dir: Path, out_dir: Path) -> dict:
@@ -112,10 +120,7 @@ def run_cell(cfg, name, regime_cfg, prep, fold, n_labels, parent: MlflowRun, cac
         "y_test": result.y_test.tolist(),
         "p_test": result.p_test.tolist(),
     }
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_name(f".{cached.name}.tmp")
-    tmp.write_text(json.dumps(row))
-    tmp.replace(cached)
+    atomic_write(cached, lambda tmp: tmp.write_text(json.dumps(row)))
     return row
 
 

@@ -16,7 +16,6 @@ import lightning as L
 import numpy as np
 import pandas as pd
 from hydra.utils import instantiate
-from lightning.pytorch.loggers import MLFlowLogger
 from omegaconf import DictConfig
 
 from brainscan_exp.data.catalogue import Catalogue
@@ -29,6 +28,7 @@ from brainscan_exp.preprocessing import ImageTransform
 from brainscan_exp.regimes.base import FoldData, Regime, TrainContext
 from brainscan_exp.regimes.out_of_fold import out_of_fold_scores
 from brainscan_exp.stages.common import Prepared, log_config, open_run, output_dir, prepare
+from brainscan_exp.tracking.lightning_logger import TrackerLogger
 from brainscan_exp.tracking.mlflow_run import MlflowRun
 
 log = logging.getLogger(__name__)
@@ -144,16 +144,11 @@ def fit_and_evaluate(
 ) -> FoldResult:
     """Fit one regime on one fold, choose the operating point (``operating_point``), score the test split.
     ``log_curves=False`` keeps per-epoch training curves out of MLflow (the CV protocol's cells)."""
-    L.seed_everything(cfg.seed, workers=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
     data = fold_data(prep, split)
-    mlf_logger = (
-        MLFlowLogger(
-            experiment_name=cfg.logger.experiment_name, tracking_uri=cfg.logger.tracking_uri, run_id=tracker.run_id
-        )
-        if log_curves
-        else False
+    ctx = train_context(
+        cfg, regime_cfg, prep, out_dir, TrackerLogger(tracker) if log_curves else False, tracker.log_metrics
     )
-    ctx = train_context(cfg, regime_cfg, prep, out_dir, mlf_logger, tracker.log_metrics)
     tracker.set_tags({"finetune": ctx.finetune})
     regime = instantiate(regime_cfg.method)
     if cfg.operating_point.source == "oof" and not regime.uses_validation:

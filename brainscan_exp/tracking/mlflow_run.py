@@ -1,9 +1,18 @@
-"""One MLflow run per Hydra job, marked FAILED (with the error) when the job raises."""
+"""One MLflow run per Hydra job: the only writer of that run (Lightning logs through it too).
+
+It ends FINISHED, FAILED (with the error) when the job raises, or KILLED when the job is
+interrupted (Ctrl-C, SIGTERM from a scheduler). A run whose process died without a word
+(SIGKILL, power loss) is marked KILLED the next time a job opens the store on that host.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import socket
 import subprocess
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -23,19 +32,54 @@ def artifact_root_for(tracking_uri: str) -> str | None:
     return None
 
 
+# MLflow >= 3 opens an experiment on its GenAI page unless it is tagged as model training
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def ensure_experiment(tracking_uri: str, name: str) -> str:
-    """Create the store and the experiment if needed; returns the experiment id."""
+    """Create the store and the experiment if needed (tagged as model training); returns its id."""
     if tracking_uri.startswith("sqlite:///"):
         Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     client = MlflowClient(tracking_uri)
     found = client.get_experiment_by_name(name)
-    if found is not None:
-        return found.experiment_id
-    root = artifact_root_for(tracking_uri)
+    if found is None:
+        root = artifact_root_for(tracking_uri)
+        try:
+            client.create_experiment(name, artifact_location=f"{root}/{name}" if root else None, tags=EXPERIMENT_KIND)
+        except mlflow.exceptions.MlflowException:  # another job created it first
+            pass
+        found = client.get_experiment_by_name(name)
+    for key, value in EXPERIMENT_KIND.items():
+        if found.tags.get(key) != value:  # experiments made before the tag existed
+            client.set_experiment_tag(found.experiment_id, key, value)
+    return found.experiment_id
+
+
+def _process_alive(pid: int) -> bool:
     try:
-        return client.create_experiment(name, artifact_location=f"{root}/{name}" if root else None)
-    except mlflow.exceptions.MlflowException:  # another job created it first
-        return client.get_experiment_by_name(name).experiment_id
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def mark_dead_runs_killed(client: MlflowClient, experiment_id: str) -> list[str]:
+    """RUNNING runs of this host whose process is gone are marked KILLED; returns their ids.
+
+    Runs of other hosts are left alone: their process cannot be checked from here."""
+    host = socket.gethostname()
+    dead = []
+    for run in client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000):
+        tags = run.data.tags
+        if tags.get("host") == host and tags.get("pid", "").isdigit() and not _process_alive(int(tags["pid"])):
+            client.set_tag(run.info.run_id, "error", "process died while the run was RUNNING (marked on a later open)")
+            client.set_terminated(run.info.run_id, "KILLED")
+            dead.append(run.info.run_id)
+    if dead:
+        log.warning("marked %d run(s) KILLED: their process died while RUNNING (%s)", len(dead), ", ".join(dead))
+    return dead
 
 
 def flatten_params(cfg: dict, prefix: str = "") -> dict[str, Any]:
@@ -66,6 +110,27 @@ def git_commit(root: str | Path) -> str:
         return "unknown"
 
 
+_LAST_RUN: list[MlflowRun] = []  # the last top-level run this process opened (for the end-of-run summary)
+
+
+def last_run() -> MlflowRun | None:
+    return _LAST_RUN[-1] if _LAST_RUN else None
+
+
+class Terminated(Exception):
+    """SIGTERM (a scheduler preempting the job) turned into an exception, so the run is closed."""
+
+
+def _raise_on_sigterm():
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise Terminated(f"signal {signum}")
+
+    return signal.signal(signal.SIGTERM, handler)
+
+
 class MlflowRun:
     """Context manager: starts the run, and ends it FINISHED, or FAILED with the error as a tag."""
 
@@ -83,22 +148,50 @@ class MlflowRun:
     def __enter__(self) -> MlflowRun:
         mlflow.set_tracking_uri(self.tracking_uri)
         experiment_id = ensure_experiment(self.tracking_uri, self.experiment_name)
-        tags = {k: str(v) for k, v in self.tags.items()}
+        self.client = MlflowClient(self.tracking_uri)
+        if self.parent_run_id is None:  # a parent's children share its process: check once
+            mark_dead_runs_killed(self.client, experiment_id)
+        tags = {k: str(v) for k, v in self.tags.items()} | {"host": socket.gethostname(), "pid": str(os.getpid())}
         if self.parent_run_id:
             tags["mlflow.parentRunId"] = self.parent_run_id
-        self.client = MlflowClient(self.tracking_uri)
         self.run = self.client.create_run(experiment_id, run_name=self.run_name, tags=tags)
         self.run_id = self.run.info.run_id
+        self._previous_sigterm = _raise_on_sigterm()
+        if self.parent_run_id is None:
+            _LAST_RUN[:] = [self]
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        if exc is not None:
-            self.client.set_tag(self.run_id, "error", f"{exc_type.__name__}: {exc}"[:5000])
-            self.client.log_text(self.run_id, "".join(traceback.format_exception(exc_type, exc, tb)), "error.txt")
-            self.client.set_terminated(self.run_id, "FAILED")
-        else:
+        if self._previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
+        if exc is None:
             self.client.set_terminated(self.run_id, "FINISHED")
+            return False
+        self.client.set_tag(self.run_id, "error", f"{exc_type.__name__}: {exc}"[:5000])
+        self.client.log_text(self.run_id, "".join(traceback.format_exception(exc_type, exc, tb)), "error.txt")
+        interrupted = issubclass(exc_type, KeyboardInterrupt | Terminated)
+        self.client.set_terminated(self.run_id, "KILLED" if interrupted else "FAILED")
         return False
+
+    @property
+    def url_hint(self) -> str:
+        return f"run {self.run_id} in experiment '{self.experiment_name}' ({self.tracking_uri})"
+
+    def log_dataset(self, frame, name: str, digest: str, source: str, context: str = "training") -> None:
+        """The run's dataset as an MLflow input (the runs table's Dataset column): its name, the
+        pixel-hash fingerprint as digest, the source folder, and the file list as its schema."""
+        import warnings
+
+        from mlflow.data.pandas_dataset import from_pandas
+        from mlflow.entities import DatasetInput, InputTag
+
+        with warnings.catch_warnings():  # MLflow's notes: a local folder matches two equivalent source
+            # types; integer columns cannot hold missing values (our labels have none)
+            warnings.filterwarnings("ignore", message=".*interpreted in multiple ways", category=UserWarning)
+            warnings.filterwarnings("ignore", message=".*[Ii]nteger column", category=UserWarning)
+            dataset = from_pandas(frame, source=source, name=name, digest=digest[:36])
+        tags = [InputTag(key="mlflow.data.context", value=context)]
+        self.client.log_inputs(self.run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=tags)])
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         clean = {k.replace("@", "_at_"): float(v) for k, v in metrics.items() if v is not None}

@@ -1,7 +1,7 @@
-"""The cluster-analysis stage: fit a clusterer, score it, map clusters to classes, check it
-against confounds, sweep k, and write figures and tables.
+"""Cluster analysis: fit a clusterer, score it, map clusters to classes, check it against
+confounds, sweep k, and write figures and tables (``stages/cluster`` is the pipeline step).
 
-The stage is pure: it writes files to ``out_dir`` and returns a :class:`ClusterReport`; the
+It is pure: it writes files to ``out_dir`` and returns a :class:`ClusterReport`; the
 caller decides what to log to MLflow. It sees labels only through ``y_partial``, in which every
 image whose label it may not use is -1. Evaluation labels must never be passed in: every
 ``*_train`` metric is computed on the visible labels alone.
