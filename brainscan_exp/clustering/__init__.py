@@ -1,6 +1,7 @@
 """Unsupervised structure of the image features: clustering, cluster -> class pseudo-labels,
 and checks that clusters follow the label rather than acquisition confounds."""
 
+from .analysis import ClusterReport, run_cluster_analysis
 from .confounds import (
     confound_association,
     confound_table,
@@ -14,7 +15,6 @@ from .estimators import AutoEpsDBSCAN, ClusterToClassMapper, ReducedClusterer, m
 from .figures import plot_cluster_mosaic, plot_contingency, plot_k_sweep, plot_projections
 from .metrics import agreement_scores, cluster_sizes, contingency_table, internal_scores
 from .selection import KSweep, select_k
-from .analysis import ClusterReport, run_cluster_analysis
 
 __all__ = [
     "AutoEpsDBSCAN",
