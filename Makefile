@@ -9,15 +9,19 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
-.PHONY: setup run test test-all lint format ui
+.PHONY: setup run test test-slow test-all lint format ui
 setup: $(VENV)/.installed
 
 run: setup
 	$(PY) -m brainscan_exp $(ARGS)
 
-# fast tests on generated data; `make test-all` adds the slow and the real-data ones
+# fast tests on generated data (lint first); `make test-slow` runs the marked slow ones (CI runs
+# both), `make test-all` adds the real-data integration tests
 test: setup lint
-	$(PY) -m pytest -m "not integration"
+	$(PY) -m pytest -m "not integration and not slow"
+
+test-slow: setup
+	$(PY) -m pytest -m "slow and not integration"
 
 test-all: setup
 	$(PY) -m pytest

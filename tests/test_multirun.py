@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from conftest import PROJECT_ROOT
 from mlflow.tracking import MlflowClient
 
@@ -29,6 +30,7 @@ def _multirun(tmp_path, cache, *overrides):
     return proc, runs
 
 
+@pytest.mark.slow
 def test_two_by_two_sweep_writes_four_runs(tmp_path, shared_cache):
     proc, runs = _multirun(
         tmp_path, shared_cache, "regime=sup,semi", "backbone=tf_efficientnet_lite0,tf_efficientnet_lite1"
@@ -43,6 +45,7 @@ def test_two_by_two_sweep_writes_four_runs(tmp_path, shared_cache):
     assert all("test/sensitivity" in r.data.metrics for r in runs)
 
 
+@pytest.mark.slow
 def test_failed_job_is_recorded_and_the_sweep_goes_on(tmp_path, shared_cache):
     proc, runs = _multirun(tmp_path, shared_cache, "regime=sup", "backbone.weights=imagenet,/missing/ckpt.pth")
     assert proc.returncode != 0  # Hydra reports the failure once every job has run

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from hydra.utils import instantiate
 from omegaconf import open_dict
 from PIL import Image
 
 
+@pytest.mark.slow
 def test_planted_mirror_of_a_labelled_image_is_known_not_predicted(train_cfg, tmp_path):
     from brainscan_exp.stages.predict import run
 

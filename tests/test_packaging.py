@@ -14,7 +14,11 @@ def test_listed_packages_match_the_folders():
         ".".join(p.parent.relative_to(PROJECT_ROOT).parts)
         for p in (PROJECT_ROOT / "brainscan_exp").rglob("__init__.py")
     }
-    assert listed == on_disk | {"brainscan_exp.conf"}, "update [tool.setuptools] packages in pyproject.toml"
+    conf = PROJECT_ROOT / "conf"
+    configs = {"brainscan_exp.conf"} | {
+        ".".join(("brainscan_exp", "conf", *d.relative_to(conf).parts)) for d in conf.rglob("*") if d.is_dir()
+    }
+    assert listed == on_disk | configs, "update [tool.setuptools] packages in pyproject.toml"
 
 
 def test_checkout_reads_the_top_level_conf_and_an_install_the_packaged_copy(monkeypatch, tmp_path):

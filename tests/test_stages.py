@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from mlflow.tracking import MlflowClient
 
 from brainscan_exp.data import load_dataset, repeated_cv_split
@@ -54,6 +55,7 @@ def test_cluster_stage_logs_scores_confounds_and_figures(train_cfg):
     } <= figures
 
 
+@pytest.mark.slow
 def test_cv_protocol_aggregates_and_resumes(train_cfg):
     cfg = train_cfg(
         "experiment=cv",
@@ -138,6 +140,7 @@ def test_permuted_control_keeps_label_counts():
     assert sorted(plain[1]) == sorted(permuted[1]) and not np.array_equal(plain[1], permuted[1])
 
 
+@pytest.mark.slow
 def test_label_efficiency_curve(train_cfg):
     cfg = train_cfg(
         "experiment=label_efficiency",

@@ -92,6 +92,7 @@ def test_best_checkpoint_is_restored_with_load_from_checkpoint(tmp_path):
     assert all(torch.equal(best.state_dict()[k], v) for k, v in saved.items())
 
 
+@pytest.mark.slow
 def test_full_finetune_from_scratch(train_cfg):
     """weights=none trains end to end (finetune=auto resolves to full)."""
     cfg = train_cfg("backbone=simple_cnn", "regime=sup", "regime.method.finetune_epochs=1")
@@ -110,6 +111,7 @@ def test_failed_run_is_recorded(train_cfg):
     assert "nonexistent" in mlrun.data.tags["error"]
 
 
+@pytest.mark.slow
 def test_consistency_cpu_path(train_cfg):
     """FixMatch on images, the CPU debug path (small CNN, tiny data)."""
     cfg = train_cfg("regime=consistency", "backbone=simple_cnn", "budget.finetune_epochs=1")

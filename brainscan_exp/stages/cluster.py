@@ -19,8 +19,7 @@ from omegaconf import DictConfig
 from brainscan_exp.clustering import agreement_scores, confound_table, run_cluster_analysis
 from brainscan_exp.data.layout import CLASS_NAMES
 from brainscan_exp.data.thumbnails import load_thumbnails
-from brainscan_exp.stages.common import log_config, open_run, output_dir, prepare
-from brainscan_exp.stages.train import split_for
+from brainscan_exp.stages.common import log_config, open_run, output_dir, prepare, split_for
 
 log = logging.getLogger(__name__)
 

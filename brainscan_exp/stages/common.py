@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from brainscan_exp.core.embed import embed
 from brainscan_exp.data.catalogue import Catalogue
+from brainscan_exp.data.splits import make_split
 from brainscan_exp.features.store import EmbeddingStore
 from brainscan_exp.models.backbones import Backbone
 from brainscan_exp.preprocessing import MRIPreprocess
@@ -142,6 +143,11 @@ def with_near_copies(
             }
         )
     return near
+
+
+def split_for(cfg: DictConfig, catalogue: Catalogue) -> pd.DataFrame:
+    """The run's labelled split (``split`` group): a group-aware holdout, or fold k of the repeated CV."""
+    return make_split(catalogue.labelled, fold=cfg.split.fold, **{k: v for k, v in cfg.split.items() if k != "fold"})
 
 
 def output_dir(cfg: DictConfig) -> Path:
