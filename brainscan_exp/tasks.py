@@ -18,6 +18,7 @@ TASKS = {
     "cv": "brainscan_exp.stages.cv",
     "predict": "brainscan_exp.stages.predict",
     "generalization": "brainscan_exp.stages.generalization",
+    "report": "brainscan_exp.stages.report",
 }
 
 
