@@ -66,7 +66,7 @@ def review_budget(cfg, curve: dict) -> dict:
         out |= {
             "predict_run_id": run.run_id,
             "n_pool": len(model),
-            "share_of_pool": reads / len(model),
+            "share_of_pool": min(reads, len(model)) / len(model),
             "expected_missed_without_review": triage(p, q, threshold, 0).expected_missed,
             "expected_missed_after_review": triage(p, q, threshold, reads).expected_missed,
             "n_labelled": int(run.metrics.get("data/n_labelled_distinct", np.nan)),

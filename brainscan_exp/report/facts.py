@@ -134,7 +134,9 @@ def _generalization(results: Results) -> Section:
     chosen = g["chosen"]
     table = pd.DataFrame(g["table"])
     rows = table[
-        (table.embedding == chosen["embedding"]) & (table.head == chosen["head"]) & (table.rule == chosen["rule"])
+        (table["embedding"] == chosen["embedding"])
+        & (table["head"] == chosen["head"])
+        & (table["rule"] == chosen["rule"])
     ]
     cite = f"{results.cite('generalization.json')} (MLflow run {g.get('mlflow_run_id')}, command `{g['command']}`)"
     return Section(dict(chosen), [cite], tables={"scenarios": rows.reset_index(drop=True)})
@@ -154,8 +156,8 @@ def _cluster(run: Run) -> Section:
     return Section(values, [run.cite], files={"projections": run.artifact("figures/projections.png")})
 
 
-def _probe(results: Results) -> Section | None:
-    found = results.glob("probe_cv_auc_*.json")
+def _probe(results: Results, name: str) -> Section | None:
+    found = results.glob(name)
     if not found:
         return None
     rows, cites = [], []
@@ -163,7 +165,7 @@ def _probe(results: Results) -> Section | None:
         for variant, r in probe["results"].items():
             rows.append(
                 {
-                    "label": f"{probe['dataset'][:14]} {variant.replace('tf_efficientnet_', '')}",
+                    "label": variant.replace("tf_efficientnet_", ""),
                     "auc": r["auc_mean"],
                     "low": r["auc_ci95"][0],
                     "high": min(r["auc_ci95"][1], 1.0),
@@ -175,7 +177,7 @@ def _probe(results: Results) -> Section | None:
     return Section({"best": best.label, "best_auc": float(best.auc)}, cites, tables={"probe": table})
 
 
-def collect(runs: Runs, results: Results, label_efficiency_datasets: list[str], curve_regime: str) -> Facts:
+def collect(runs: Runs, results: Results, label_efficiency_datasets: list[str], curve_regime: str, probe: str) -> Facts:
     missing = {}
     cv = runs.get("cv")
     sections: dict[str, Section | None] = {
@@ -190,7 +192,7 @@ def collect(runs: Runs, results: Results, label_efficiency_datasets: list[str], 
     sections["cluster"] = _cluster(cluster) if cluster else None
     if cluster is None:
         missing["cluster"] = runs.command("cluster")
-    sections["probe"] = _probe(results)
+    sections["probe"] = _probe(results, probe)
     if sections["probe"] is None:
         missing["probe"] = "python scripts/probe_cv_auc.py"
     return Facts(runs.dataset, sections, missing)

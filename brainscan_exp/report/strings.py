@@ -242,7 +242,7 @@ def number(x: float, lang: str, digits: int = 3) -> str:
 
 
 def integer(x: float, lang: str) -> str:
-    return number(round(float(x)), lang, 0)
+    return number(float(x) if math.isnan(float(x)) else round(float(x)), lang, 0)
 
 
 def euros(x: float, lang: str, digits: int = 0) -> str:

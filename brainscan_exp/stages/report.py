@@ -25,7 +25,11 @@ log = logging.getLogger(__name__)
 def run(cfg: DictConfig) -> dict[str, float]:
     runs = Runs(cfg.logger.tracking_uri, cfg.logger.experiment_name, cfg.report.dataset)
     facts = collect(
-        runs, Results(Path(cfg.report.results_dir)), list(cfg.report.label_efficiency_datasets), cfg.cost.curve.regime
+        runs,
+        Results(Path(cfg.report.results_dir)),
+        list(cfg.report.label_efficiency_datasets),
+        cfg.cost.curve.regime,
+        cfg.report.probe,
     )
     for section, command in facts.missing.items():
         log.warning("optional slide %r left without its figure: run `%s`", section, command)
