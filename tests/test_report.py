@@ -253,3 +253,38 @@ def test_pdf_has_one_page_per_slide(decks, tmp_path):
     pdf = (tmp_path / "brainscan_fr.pdf").read_bytes()
     pages = len(re.findall(rb"/Type\s*/Page[^s]", pdf))
     assert pages == len(Presentation(str(path)).slides)
+
+
+def test_label_efficiency_summary_is_per_budget(tmp_path):
+    from omegaconf import OmegaConf
+
+    from brainscan_exp.stages.cv import save_label_efficiency
+
+    frame = pd.DataFrame(
+        {
+            "regime": ["sup"] * 4,
+            "fold": [0, 1, 0, 1],
+            "label_budget": [10, 10, "all", "all"],
+            "n_labels": [10, 11, 40, 41],
+            "roc_auc": [0.8, 0.9, 0.95, 0.97],
+            "sensitivity": [0.5, 0.7, 0.9, 0.9],
+            "specificity": [0.6, 0.6, 0.8, 0.9],
+            "y_test": [[0, 1]] * 4,
+            "p_test": [[0.2, 0.8]] * 4,
+        }
+    )
+    cfg = OmegaConf.create(
+        {
+            "cv": {"results_json": str(tmp_path / "le.json"), "regimes": {"sup": {}}, "label_budgets": [10, "all"]}
+            | {"budget_folds": 2},
+            "dataset": {"name": "demo"},
+        }
+    )
+    save_label_efficiency(cfg, frame, "abc123", 1.0)
+    saved = json.loads((tmp_path / "le.json").read_text())
+    rows = {(r["label_budget"], r["metric"]): r for r in saved["table"]}
+    assert saved["run_id"] == "abc123" and saved["dataset"] == "demo"
+    assert rows[("10", "roc_auc")]["mean"] == pytest.approx(0.85)
+    assert rows[("10", "roc_auc")]["n_labels"] == pytest.approx(10.5)
+    assert rows[("all", "sensitivity")]["mean"] == pytest.approx(0.9)
+    assert rows[("10", "roc_auc")]["ci_low"] <= 0.85 <= rows[("10", "roc_auc")]["ci_high"]

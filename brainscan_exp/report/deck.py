@@ -92,7 +92,9 @@ class Deck:
         self._box(slide, MARGIN, top, WIDTH - 2 * MARGIN, HEIGHT - top - Inches(0.3), [f"• {t}" for t in items])
         return slide
 
-    def table(self, title: str, header: list[str], rows: list[list[str]], cites: list[str], caption: str = ""):
+    def table(
+        self, title: str, header: list[str], rows: list[list[str]], cites: list[str], caption: str = "", first=None
+    ):
         slide = self.slide(title, cites)
         size = 14 if len(rows) <= 8 else 12
         row_h = rows_height(1, size)
@@ -100,7 +102,7 @@ class Deck:
         shape = slide.shapes.add_table(
             len(rows) + 1, len(header), MARGIN, BODY_TOP, WIDTH - 2 * MARGIN, row_h * (len(rows) + 1)
         )
-        first = Inches(3.4) if len(header) > 4 else Inches(3.0)
+        first = first or Inches(3.0)
         other = int((WIDTH - 2 * MARGIN - first) / (len(header) - 1))
         for j, column in enumerate(shape.table.columns):
             column.width = first if j == 0 else other
@@ -367,6 +369,7 @@ def build(facts: Facts, lang: str, settings: dict, out: Path) -> Path:
         ],
         gen.cites,
         text(L, "gen_caption", head=gen.values["head"], embedding=gen.values["embedding"], rule=gen.values["rule"]),
+        first=Inches(2.7),
     )
 
     review = settings["review_budget_eur"]

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch
 
 from brainscan_exp.report.costs import LearningCurve
-from brainscan_exp.report.strings import text
+from brainscan_exp.report.strings import euros, number, text
 
 DPI = 150
 
@@ -104,7 +104,7 @@ def score_histogram(p: np.ndarray, threshold: float, lang: str, path: Path) -> P
     fig = Figure(figsize=(6, 3.6))
     ax = fig.subplots()
     ax.hist(p, bins=40, color="#4c72b0")
-    ax.axvline(threshold, color="crimson", ls="--", label=f"{text(lang, 'op_threshold')} {threshold:.3f}")
+    ax.axvline(threshold, color="crimson", ls="--", label=f"{text(lang, 'op_threshold')} {number(threshold, lang)}")
     ax.set(xlabel=text(lang, "op_xlabel"), ylabel=text(lang, "op_ylabel"))
     ax.legend()
     return _save(fig, path)
@@ -115,7 +115,7 @@ def cost_bars(options: list[dict], budget: float, lang: str, path: Path) -> Path
     fig = Figure(figsize=(8, 3.4))
     ax_cost, ax_hours = fig.subplots(1, 2)
     ax_cost.bar(names, [o["cost_eur"] for o in options], color="#4c72b0")
-    ax_cost.axhline(budget, color="crimson", ls="--", label=f"{budget:,.0f} €")
+    ax_cost.axhline(budget, color="crimson", ls="--", label=euros(budget, lang))
     ax_cost.set_yscale("log")
     ax_cost.set_ylabel(text(lang, "scale_cost"))
     ax_cost.legend(fontsize=8)
