@@ -359,7 +359,8 @@ def build(facts: Facts, lang: str, settings: dict, out: Path) -> Path:
             [
                 r.scenario,
                 integer(r.n_scored, L),
-                f"{number(r.roc_auc, L)} [{number(r.auc_low, L, 2)}–{number(r.auc_high, L, 2)}]",
+                number(r.roc_auc, L),
+                f"{number(r.auc_low, L, 2)}–{number(r.auc_high, L, 2)}",
                 number(r.sensitivity, L),
                 number(r.specificity, L),
                 percent(r.review_share, L, 0),
@@ -369,7 +370,7 @@ def build(facts: Facts, lang: str, settings: dict, out: Path) -> Path:
         ],
         gen.cites,
         text(L, "gen_caption", head=gen.values["head"], embedding=gen.values["embedding"], rule=gen.values["rule"]),
-        first=Inches(2.7),
+        first=Inches(2.9),
     )
 
     review = settings["review_budget_eur"]
