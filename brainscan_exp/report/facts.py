@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from brainscan_exp.report.costs import LearningCurve, fit_learning_curve
+from brainscan_exp.report.costs import fit_learning_curve
 from brainscan_exp.report.label_efficiency import summarise_budgets
 from brainscan_exp.report.sources import MissingSource, Results, Run, Runs
 
@@ -196,7 +196,3 @@ def collect(runs: Runs, results: Results, label_efficiency_datasets: list[str], 
     if sections["probe"] is None:
         missing["probe"] = "python scripts/probe_cv_auc.py"
     return Facts(runs.dataset, sections, missing)
-
-
-def curve_of(section: Section, dataset: str) -> tuple[str, LearningCurve] | None:
-    return section.values["fits"].get(dataset)

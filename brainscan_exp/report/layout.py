@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pptx import Presentation
-from pptx.util import Emu, Pt
+from pptx.util import Emu
 
 CHAR_WIDTH = 0.55  # average glyph advance / font size (Calibri-like sans, mixed case and digits)
 LINE_HEIGHT = 1.2  # line pitch / font size
@@ -123,10 +123,6 @@ def fitting_size(texts: list[str], width_emu: int, height_emu: int, sizes=(20, 1
             return size
     needed = text_height_pt([(t, sizes[-1]) for t in texts], width)
     raise ValueError(f"text does not fit its box even at {sizes[-1]} pt ({needed:.0f} > {height:.0f} pt): {texts[0]!r}")
-
-
-def pt(size: float) -> Pt:
-    return Pt(size)
 
 
 def rows_height(n_rows: int, size: float) -> int:
