@@ -27,6 +27,8 @@ def test_throughput_takes_the_fastest_runtime_when_measured():
     bench = BENCH | {"runtimes": {"torch": {"images_per_s": 18.0}, "openvino": {"stage_images_per_s": 55.0}}}
     tp = read_throughput(bench)
     assert (tp.runtime, tp.images_per_s) == ("openvino", 55.0)
+    listed = BENCH | {"runtimes": [{"runtime": "onnx", "images_per_s": 40.0}, {"runtime": "torch", "images_per_s": 18}]}
+    assert read_throughput(listed).runtime == "onnx"
     with pytest.raises(ValueError, match="no throughput"):
         read_throughput({"env": {}})
 

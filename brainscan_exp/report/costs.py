@@ -43,11 +43,16 @@ def _rate(entry) -> float | None:
 
 
 def read_throughput(bench: dict) -> Throughput:
-    """Reads ``bench_features.json`` defensively: per-runtime rates (``runtimes: {name: {...}}``)
-    when present, the fastest of them; otherwise the torch stage rate of the original benchmark."""
+    """Reads ``bench_features.json`` defensively: per-runtime rates (``runtimes`` as
+    ``{name: {...}}`` or ``[{"runtime": name, ...}]``) when present, the fastest of them; otherwise
+    the torch stage rate of the original benchmark."""
     cores = int(bench.get("env", {}).get("cpu_affinity") or bench.get("env", {}).get("cpu_count") or 1)
     decode = bench.get("diagnostics", {}).get("decode", {}).get("images_per_s_one_thread")
     runtimes = bench.get("runtimes") or bench.get("per_runtime") or {}
+    if isinstance(runtimes, list):  # [{"runtime": name, "images_per_s": ...}, ...]
+        runtimes = {
+            str(e.get("runtime") or e.get("name") or i): e for i, e in enumerate(runtimes) if isinstance(e, dict)
+        }
     rates = {name: _rate(entry) for name, entry in runtimes.items()} if isinstance(runtimes, dict) else {}
     rates = {k: v for k, v in rates.items() if v}
     if rates:
