@@ -9,7 +9,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
-.PHONY: setup run test test-slow test-all lint format ui
+.PHONY: setup run test test-slow test-all lint format ui demo-runs report notebooks test-notebooks cost-model label-efficiency
 setup: $(VENV)/.installed
 
 run: setup
@@ -18,10 +18,14 @@ run: setup
 # fast tests on generated data (lint first); `make test-slow` runs the marked slow ones (CI runs
 # both), `make test-all` adds the real-data integration tests
 test: setup lint
-	$(PY) -m pytest -m "not integration and not slow"
+	$(PY) -m pytest -m "not integration and not slow and not notebooks"
 
 test-slow: setup
-	$(PY) -m pytest -m "slow and not integration"
+	$(PY) -m pytest -m "slow and not integration and not notebooks"
+
+# the four notebooks, top to bottom on the demo data (CI)
+test-notebooks: setup
+	$(PY) -m pytest -m notebooks
 
 test-all: setup
 	$(PY) -m pytest
@@ -36,3 +40,28 @@ format: setup
 
 ui: setup
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db
+
+# the runs the hand-over deck reads, on the demo data (seconds to minutes on a CPU)
+DEMO := debug=cv_fast features.progress=false
+LE_FAST := '~cv.regimes.semi_teacher' '~cv.regimes.self_training' '~cv.regimes.semi_permuted' '~cv.regimes.sup_budget' '~cv.regimes.knn'
+demo-runs: setup
+	$(PY) -m brainscan_exp experiment=label_efficiency $(LE_FAST) 'cv.label_budgets=[6,10,all]' cv.results_json=null $(DEMO)
+	$(PY) -m brainscan_exp experiment=predict $(DEMO)
+	$(PY) -m brainscan_exp task=cluster $(DEMO)
+
+# the decks: reports/brainscan_fr.pptx and brainscan_en.pptx (DATASET=oc for the brief's data)
+DATASET ?= demo
+report: setup
+	$(PY) -m brainscan_exp task=report dataset=$(DATASET) $(ARGS)
+
+# the label-efficiency curve on a real dataset, fast regimes only (knn fails below 8 training labels)
+label-efficiency: setup
+	$(PY) -m brainscan_exp experiment=label_efficiency dataset=$(DATASET) $(LE_FAST) '~cv.regimes.semi' features.progress=false
+
+# the scale-up cost model: scripts/results/cost_model.json and .png
+cost-model: setup
+	$(PY) scripts/cost_model.py $(ARGS)
+
+# re-execute the notebooks on the brief's data and keep their outputs
+notebooks: setup
+	BRAINSCAN_NOTEBOOK_DATASET=oc $(PY) scripts/run_notebooks.py notebooks/*.ipynb

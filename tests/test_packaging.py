@@ -16,7 +16,9 @@ def test_listed_packages_match_the_folders():
     }
     conf = PROJECT_ROOT / "conf"
     configs = {"brainscan_exp.conf"} | {
-        ".".join(("brainscan_exp", "conf", *d.relative_to(conf).parts)) for d in conf.rglob("*") if d.is_dir()
+        ".".join(("brainscan_exp", "conf", *d.relative_to(conf).parts))
+        for d in conf.rglob("*")
+        if d.is_dir() and "__pycache__" not in d.parts
     }
     assert listed == on_disk | configs, "update [tool.setuptools] packages in pyproject.toml"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -141,9 +142,10 @@ def test_permuted_control_keeps_label_counts():
 
 
 @pytest.mark.slow
-def test_label_efficiency_curve(train_cfg):
+def test_label_efficiency_curve(train_cfg, tmp_path):
     cfg = train_cfg(
         "experiment=label_efficiency",
+        f"cv.results_json={tmp_path / 'label_efficiency_demo.json'}",  # not the project's scripts/results
         "debug=cv_fast",
         "cv.label_budgets=[8,all]",
         "cv.budget_folds=2",
@@ -162,3 +164,5 @@ def test_label_efficiency_curve(train_cfg):
     assert (out / "label_efficiency.png").stat().st_size > 0
     folds = pd.read_csv(out / "fold_metrics.csv")
     assert len(folds[folds.label_budget.astype(str) == "all"]) == 2 * 4  # the full protocol is unaffected
+    saved = json.loads((tmp_path / "label_efficiency_demo.json").read_text())
+    assert {r["label_budget"] for r in saved["table"]} == {"8", "all"} and saved["run_id"]

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,6 +34,7 @@ from brainscan_exp.evaluation import (
     summarise,
     to_markdown,
 )
+from brainscan_exp.report.label_efficiency import summarise_budgets
 from brainscan_exp.stages.common import Prepared, log_config, open_run, output_dir, prepare
 from brainscan_exp.stages.train import fit_and_evaluate
 from brainscan_exp.tracking.mlflow_run import MlflowRun
@@ -192,7 +195,27 @@ def aggregate(rows: pd.DataFrame, reference: str, out_dir: Path, tracker: Mlflow
     return summary
 
 
+def save_label_efficiency(cfg: DictConfig, frame: pd.DataFrame, run_id: str, seconds: float) -> None:
+    """``cv.results_json``: the label-efficiency summary with the run and command that made it."""
+    path = Path(cfg.cv.results_json)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = summarise_budgets(frame.drop(columns=["y_test", "p_test"]))
+    summary = {
+        "command": "python -m brainscan_exp " + " ".join(sys.argv[1:]),
+        "dataset": cfg.dataset.name,
+        "run_id": run_id,
+        "seconds": round(seconds, 1),
+        "regimes": list(cfg.cv.regimes),
+        "label_budgets": [str(b) for b in cfg.cv.label_budgets],
+        "budget_folds": cfg.cv.budget_folds,
+        "table": table.to_dict(orient="records"),
+    }
+    path.write_text(json.dumps(summary, indent=1))
+    log.info("label-efficiency summary written to %s", path)
+
+
 def run(cfg: DictConfig) -> dict[str, float]:
+    started = time.perf_counter()
     out_dir = output_dir(cfg)
     n_folds = cfg.split.n_splits * cfg.split.n_repeats
     folds = list(cfg.cv.folds) if cfg.cv.get("folds") is not None else list(range(n_folds))
@@ -219,5 +242,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         frame.drop(columns=["y_test", "p_test"]).to_csv(out_dir / "fold_metrics.csv", index=False)
         parent.log_artifact(out_dir / "fold_metrics.csv", "aggregate")
         summary = aggregate(frame, cfg.cv.reference, out_dir, parent)
+        if cfg.cv.get("results_json") and frame.label_budget.nunique() > 1:
+            save_label_efficiency(cfg, frame, parent.run_id, time.perf_counter() - started)
         primary = summary[summary.metric == "roc_auc"].set_index("regime")["mean"]
         return {f"{r}/roc_auc": float(v) for r, v in primary.items()}

@@ -1,0 +1,198 @@
+"""Every number of the deck, collected once (language-free) with the source that each comes from.
+
+Why: both decks, the slide notes and the tests read the same collected values, so a number
+shown in French, in English and in a test is the same float read from the same run or file.
+A section the deck cannot do without raises :class:`MissingSource`; an optional one is ``None``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from brainscan_exp.report.costs import fit_learning_curve
+from brainscan_exp.report.label_efficiency import summarise_budgets
+from brainscan_exp.report.sources import MissingSource, Results, Run, Runs
+
+
+@dataclass
+class Section:
+    values: dict
+    cites: list[str]
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+@dataclass
+class Facts:
+    dataset: str
+    sections: dict[str, Section | None]
+    missing: dict[str, str]  # optional section -> why it is missing
+
+    def __getitem__(self, name: str) -> Section:
+        return self.sections[name]
+
+    def runs(self) -> dict[str, str]:
+        """Run ids cited, by section."""
+        return {k: c for k, s in self.sections.items() if s for c in s.cites if c.startswith("MLflow")}
+
+
+def _data(cv: Run) -> Section:
+    m = cv.metrics
+    keys = ("n_files", "n_distinct", "n_labelled_distinct", "n_pool_distinct", "n_pool_distinct_new")
+    values = {k: m.get(f"data/{k}", np.nan) for k in keys}
+    values |= {
+        "n_copies": m.get("data/n_pool_copies_of_labelled", np.nan),
+        "n_copies_near": m.get("data/n_pool_copies_of_labelled_near", np.nan),
+        "n_near_groups": m.get("data/n_near_copy_groups", np.nan),
+        "n_near_files": m.get("data/n_files_in_near_groups", np.nan),
+    }
+    files = {}
+    if cv.has_artifact("data/near_copies_least_certain.png"):
+        files["mosaic"] = cv.artifact("data/near_copies_least_certain.png")
+    return Section(values, [cv.cite], files=files)
+
+
+def _semi(cv: Run) -> Section:
+    diffs = cv.csv("aggregate/differences.csv")
+    m = cv.metrics
+    auc = diffs[(diffs.metric == "roc_auc")]
+    semi = auc[auc.regime == "semi"].iloc[0]
+    values = {
+        "sup_auc": m["sup/roc_auc_mean"],
+        "sup_auc_low": m["sup/roc_auc_ci_low"],
+        "sup_auc_high": m["sup/roc_auc_ci_high"],
+        "semi_auc": m["semi/roc_auc_mean"],
+        "delta": float(semi.mean_diff),
+        "delta_low": float(semi.t_low),
+        "delta_high": float(semi.t_high),
+        "delta_significant": bool(semi.significant),
+        "n_sig_better": int(((auc.mean_diff > 0) & auc.significant.astype(bool)).sum()),
+        "n_regimes": int(auc.regime.nunique()),
+        "n_folds": int(cv.params.get("split.n_splits", 5)) * int(cv.params.get("split.n_repeats", 5)),
+        "regime_auc": {k.split("/")[0]: v for k, v in m.items() if k.endswith("/roc_auc_mean")},
+    }
+    return Section(values, [cv.cite], tables={"differences": diffs})
+
+
+def _label_efficiency(runs: Runs, results: Results, datasets: list[str], regime: str) -> Section:
+    panels, cites, fits = {}, [], {}
+    run = runs.find("label_efficiency")
+    if run is not None:
+        panels[runs.dataset] = summarise_budgets(run.csv("aggregate/fold_metrics.csv"))
+        cites.append(run.cite)
+    for name in dict.fromkeys([runs.dataset, *datasets]):
+        found = results.find(f"label_efficiency_{name}.json")
+        if name not in panels and found is not None:
+            panels[name] = pd.DataFrame(found["table"])
+            cites.append(f"{results.cite(f'label_efficiency_{name}.json')} (MLflow run {found.get('run_id')})")
+    if not panels:
+        raise MissingSource(f"the deck needs a label-efficiency curve: run `{runs.command('label_efficiency')}`")
+    values = {}
+    for name, table in panels.items():
+        sub = table[(table.metric == "roc_auc") & (table.regime == regime)].sort_values("n_labels")
+        if len(sub) >= 2:
+            fits[name] = (regime, fit_learning_curve(sub.n_labels, sub["mean"]))
+            values[name] = {
+                "n_small": float(sub.n_labels.iloc[0]),
+                "auc_small": float(sub["mean"].iloc[0]),
+                "n_all": float(sub.n_labels.iloc[-1]),
+                "auc_all": float(sub["mean"].iloc[-1]),
+                "budget_folds": int(sub.n_folds.iloc[0]),
+            }
+    return Section({"regime": regime, "per_dataset": values, "fits": fits}, cites, tables=panels)
+
+
+def _predict(run: Run) -> Section:
+    m = run.metrics
+    estimate = json.loads(run.artifact("pool_estimate.json").read_text())
+    table = run.csv("predictions.csv")
+    values = {
+        "threshold": m["operating_threshold"],
+        "rule": estimate["rule"],
+        "regime": run.tags.get("regime", "?"),
+        "target": float(run.params.get("target_sensitivity", "nan")),
+        "sens": m["pool_estimate/sensitivity"],
+        "sens_low": m.get("pool_estimate/sensitivity_low", np.nan),
+        "sens_high": m.get("pool_estimate/sensitivity_high", np.nan),
+        "spec": m["pool_estimate/specificity"],
+        "n_review": m["predictions/n_review"],
+        "expected_missed": m["predictions/expected_missed"],
+        "truth": {k.removeprefix("truth/"): v for k, v in m.items() if k.startswith("truth/")},
+        "backbone": run.tags.get("backbone", "?"),
+    }
+    model = table[table.label_source == "model"] if "label_source" in table else table
+    return Section(values, [run.cite], tables={"predictions": model})
+
+
+def _generalization(results: Results) -> Section:
+    g = results.get("generalization.json")
+    chosen = g["chosen"]
+    table = pd.DataFrame(g["table"])
+    rows = table[
+        (table["embedding"] == chosen["embedding"])
+        & (table["head"] == chosen["head"])
+        & (table["rule"] == chosen["rule"])
+    ]
+    cite = f"{results.cite('generalization.json')} (MLflow run {g.get('mlflow_run_id')}, command `{g['command']}`)"
+    return Section(dict(chosen), [cite], tables={"scenarios": rows.reset_index(drop=True)})
+
+
+def _cluster(run: Run) -> Section:
+    m = run.metrics
+    assoc = run.csv("cluster/confound_association.csv")
+    flagged = assoc[(assoc.flagged.astype(bool)) & (assoc.iloc[:, 0] != "label")].iloc[:, 0].tolist()
+    values = {
+        "clusterer": run.tags.get("clusterer", "?"),
+        "n_clusters": m.get("cluster/n_clusters", np.nan),
+        "v_label": m.get("cluster/cramers_v_label", np.nan),
+        "n_flagged": m.get("cluster/n_confounds_flagged", np.nan),
+        "flagged": flagged,
+    }
+    return Section(values, [run.cite], files={"projections": run.artifact("figures/projections.png")})
+
+
+def _probe(results: Results, name: str) -> Section | None:
+    found = results.glob(name)
+    if not found:
+        return None
+    rows, cites = [], []
+    for name, probe in found.items():
+        for variant, r in probe["results"].items():
+            rows.append(
+                {
+                    "label": variant.replace("tf_efficientnet_", ""),
+                    "auc": r["auc_mean"],
+                    "low": r["auc_ci95"][0],
+                    "high": min(r["auc_ci95"][1], 1.0),
+                }
+            )
+        cites.append(results.cite(name))
+    table = pd.DataFrame(rows).drop_duplicates("label")
+    best = table.loc[table.auc.idxmax()]
+    return Section({"best": best.label, "best_auc": float(best.auc)}, cites, tables={"probe": table})
+
+
+def collect(runs: Runs, results: Results, label_efficiency_datasets: list[str], curve_regime: str, probe: str) -> Facts:
+    missing = {}
+    cv = runs.get("cv")
+    sections: dict[str, Section | None] = {
+        "data": _data(cv),
+        "semi": _semi(cv),
+        "label_efficiency": _label_efficiency(runs, results, label_efficiency_datasets, curve_regime),
+        "predict": _predict(runs.get("predict")),
+        "generalization": _generalization(results),
+        "cost": Section(results.get("cost_model.json"), [results.cite("cost_model.json")]),
+    }
+    cluster = runs.find("cluster")
+    sections["cluster"] = _cluster(cluster) if cluster else None
+    if cluster is None:
+        missing["cluster"] = runs.command("cluster")
+    sections["probe"] = _probe(results, probe)
+    if sections["probe"] is None:
+        missing["probe"] = "python scripts/probe_cv_auc.py"
+    return Facts(runs.dataset, sections, missing)

@@ -1,0 +1,290 @@
+"""The hand-over deck: built by ``task=report`` from MLflow runs and results files, both languages,
+no overflowing text, figures cited, numbers equal to the runs', a missing run named by its command."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+from pptx import Presentation
+from pptx.util import Inches, Pt
+
+from brainscan_exp.notebook import compose_config
+from brainscan_exp.report.layout import find_overflows, fitting_size
+from brainscan_exp.report.sources import MissingSource
+from brainscan_exp.report.strings import integer, number
+from brainscan_exp.tracking.mlflow_run import MlflowRun
+
+REPO = Path(__file__).resolve().parents[1]
+RNG = np.random.default_rng(0)
+
+
+def _cv_run(uri: str, tmp: Path) -> str:
+    regimes = ["sup", "semi", "linear_probe"]
+    rows = []
+    for regime in regimes:
+        for budget, n in (("6", 6), ("10", 10), ("all", 24)):
+            for fold in range(4):
+                auc = 0.99 - 0.6 / n + RNG.normal(0, 0.01)
+                rows.append(
+                    {
+                        "regime": regime,
+                        "fold": fold,
+                        "label_budget": budget,
+                        "n_labels": n,
+                        "roc_auc": min(auc, 0.999),
+                        "sensitivity": 0.9,
+                        "specificity": 0.8,
+                    }
+                )
+    folds = pd.DataFrame(rows)
+    diffs = pd.DataFrame(
+        [
+            {"metric": m, "regime": r, "reference": "sup", "mean_diff": d, "t_low": d - 0.05, "t_high": d + 0.05}
+            | {"significant": False}
+            for m in ("roc_auc", "sensitivity", "specificity")
+            for r, d in (("semi", 0.004), ("linear_probe", -0.01))
+        ]
+    )
+    folds.to_csv(tmp / "fold_metrics.csv", index=False)
+    diffs.to_csv(tmp / "differences.csv", index=False)
+    folds.to_csv(tmp / "label_efficiency.csv", index=False)
+    tags = {"task": "cv", "protocol": "cv-parent", "dataset": "demo", "backbone": "tf_efficientnet_lite0"}
+    with MlflowRun(uri, "brainscan", "cv-demo", tags) as run:
+        full = folds[folds.label_budget == "all"]
+        for regime, g in full.groupby("regime"):
+            run.log_metrics(
+                {
+                    f"{regime}/roc_auc_mean": g.roc_auc.mean(),
+                    f"{regime}/roc_auc_ci_low": g.roc_auc.min(),
+                    f"{regime}/roc_auc_ci_high": g.roc_auc.max(),
+                }
+            )
+        run.log_metrics(
+            {
+                "data/n_files": 60,
+                "data/n_distinct": 57,
+                "data/n_labelled_distinct": 32,
+                "data/n_pool_distinct": 25,
+                "data/n_pool_distinct_new": 24,
+                "data/n_pool_copies_of_labelled": 2,
+                "data/n_near_copy_groups": 1,
+                "data/n_files_in_near_groups": 2,
+            }
+        )
+        run.log_params({"split.n_splits": 2, "split.n_repeats": 2})
+        for name in ("fold_metrics.csv", "differences.csv", "label_efficiency.csv"):
+            run.log_artifact(tmp / name, "aggregate")
+        return run.run_id
+
+
+def _predict_run(uri: str, tmp: Path) -> str:
+    p = RNG.uniform(0, 1, 40)
+    table = pd.DataFrame(
+        {
+            "file": [f"sans_label/{i}.jpg" for i in range(40)],
+            "p_cancer": p,
+            "p_cancer_pool": p,
+            "label_pred": np.where(p >= 0.3, "cancer", "normal"),
+            "triage": np.where(p >= 0.3, "cancer", "normal"),
+            "label_source": "model",
+        }
+    )
+    table.to_csv(tmp / "predictions.csv", index=False)
+    (tmp / "pool_estimate.json").write_text(json.dumps({"rule": "conformal", "threshold": 0.3}))
+    tags = {"task": "predict", "dataset": "demo", "regime": "label_spreading", "backbone": "tf_efficientnet_lite2"}
+    with MlflowRun(uri, "brainscan", "predict-demo", tags) as run:
+        run.log_metrics(
+            {
+                "operating_threshold": 0.3137,
+                "pool_estimate/sensitivity": 0.93,
+                "pool_estimate/sensitivity_low": 0.88,
+                "pool_estimate/sensitivity_high": 0.97,
+                "pool_estimate/specificity": 0.61,
+                "predictions/n_review": 17,
+                "predictions/expected_missed": 0.4,
+                "data/n_labelled_distinct": 32,
+                "truth/roc_auc": 0.95,
+                "truth/sensitivity": 0.91,
+                "truth/specificity": 0.55,
+            }
+        )
+        run.log_params({"target_sensitivity": 0.95})
+        run.log_artifact(tmp / "predictions.csv")
+        run.log_artifact(tmp / "pool_estimate.json")
+        return run.run_id
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("report")
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    results = tmp / "results"
+    results.mkdir()
+    for name in ("generalization.json", "bench_features.json", "probe_cv_auc_mri_dataset_brain_cancer_oc.json"):
+        shutil.copy(REPO / "scripts" / "results" / name, results / name)
+    ids = {"cv": _cv_run(uri, tmp), "predict": _predict_run(uri, tmp)}
+    return {"tmp": tmp, "uri": uri, "results": results, "ids": ids}
+
+
+def _overrides(store, out: str) -> list[str]:
+    return [
+        "task=report",
+        f"logger.tracking_uri={store['uri']}",
+        f"report.results_dir={store['results']}",
+        f"report.out_dir={store['tmp'] / out}",
+        "report.label_efficiency_datasets=[]",
+    ]
+
+
+@pytest.fixture(scope="module")
+def decks(store):
+    spec = importlib.util.spec_from_file_location("cost_model", REPO / "scripts" / "cost_model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    cost_model = module.main
+
+    results = store["results"]
+    cost_model(
+        [
+            "dataset=demo",
+            f"logger.tracking_uri={store['uri']}",
+            f"cost.bench_json={results / 'bench_features.json'}",
+            f"cost.results_json={results / 'cost_model.json'}",
+            f"cost.figure={results / 'cost_model.png'}",
+            f"cost.curve.results_glob={results}/label_efficiency_*.json",
+        ]
+    )
+    from brainscan_exp.stages import report
+
+    cfg = compose_config(_overrides(store, "reports"))
+    report.run(cfg)
+    out = store["tmp"] / "reports"
+    return {lang: out / f"brainscan_{lang}.pptx" for lang in ("fr", "en")}
+
+
+def _slides(path: Path) -> list[tuple[str, str, bool]]:
+    """(slide text, notes text, has a picture) per slide."""
+    out = []
+    for slide in Presentation(str(path)).slides:
+        body = "\n".join(s.text_frame.text for s in slide.shapes if s.has_text_frame)
+        body += "\n".join(c.text for s in slide.shapes if s.has_table for row in s.table.rows for c in row.cells)
+        notes = slide.notes_slide.notes_text_frame.text if slide.has_notes_slide else ""
+        out.append((body, notes, any(s.shape_type == 13 for s in slide.shapes)))
+    return out
+
+
+def test_both_decks_have_cited_figures_and_no_overflow(decks, store):
+    for lang, path in decks.items():
+        slides = _slides(path)
+        assert len(slides) >= 12, lang
+        for number_, (_, notes, has_picture) in enumerate(slides, start=1):
+            if has_picture:
+                assert re.search(r"MLflow run [0-9a-f]{32}|scripts/results/\w+\.json", notes), (lang, number_)
+        assert find_overflows(path) == []
+    fr, en = _slides(decks["fr"]), _slides(decks["en"])
+    assert "Synthèse" in fr[1][0] and "Synthesis" in en[1][0]
+
+
+def test_report_run_logs_the_decks(decks, store):
+    client = MlflowClient(store["uri"])
+    runs = client.search_runs(
+        [client.get_experiment_by_name("brainscan").experiment_id], filter_string="tags.task = 'report'"
+    )
+    assert runs and {f.path for f in client.list_artifacts(runs[0].info.run_id, "decks")} == {
+        "decks/brainscan_fr.pptx",
+        "decks/brainscan_en.pptx",
+    }
+
+
+def test_three_numbers_equal_the_runs(decks, store):
+    """Recomputed from MLflow with the run ids the notes cite, formatted as each language does."""
+    client = MlflowClient(store["uri"])
+    for lang, path in decks.items():
+        slides = _slides(path)
+        cited = {m for _, notes, _ in slides for m in re.findall(r"MLflow run ([0-9a-f]{32})", notes)}
+        assert {store["ids"]["cv"], store["ids"]["predict"]} <= cited
+        cv = client.get_run(store["ids"]["cv"]).data.metrics
+        predict = client.get_run(store["ids"]["predict"]).data.metrics
+        text = "\n".join(body for body, _, _ in slides)
+        assert number(cv["sup/roc_auc_mean"], lang) in text
+        assert number(predict["operating_threshold"], lang) in text
+        assert f"{integer(predict['predictions/n_review'], lang)}" in slides[9][0]  # the operating-point slide
+
+
+def test_missing_run_names_its_command(store, tmp_path):
+    from brainscan_exp.stages import report
+
+    cfg = compose_config(_overrides(store, "empty") + [f"logger.tracking_uri=sqlite:///{tmp_path}/empty.db"])
+    with pytest.raises(MissingSource, match=r"experiment=cv dataset=demo.*make demo-runs"):
+        report.run(cfg)
+
+
+def test_overflow_is_detected(tmp_path):
+    prs = Presentation()
+    box = prs.slides.add_slide(prs.slide_layouts[6]).shapes.add_textbox(Inches(1), Inches(1), Inches(2), Inches(0.5))
+    box.text_frame.text = "a sentence far too long for a box two inches wide and half an inch tall " * 2
+    box.text_frame.paragraphs[0].runs[0].font.size = Pt(18)
+    prs.save(tmp_path / "x.pptx")
+    assert len(find_overflows(tmp_path / "x.pptx")) == 1
+    with pytest.raises(ValueError, match="does not fit"):
+        fitting_size([box.text_frame.text], Inches(2), Inches(0.5))
+    assert fitting_size(["short"], Inches(2), Inches(0.5)) == 20
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("soffice") is None, reason="LibreOffice (soffice) not installed")
+def test_pdf_has_one_page_per_slide(decks, tmp_path):
+    path = decks["fr"]
+    subprocess.run(
+        ["soffice", "--headless", "--convert-to", "pdf", "--outdir", str(tmp_path), str(path)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    pdf = (tmp_path / "brainscan_fr.pdf").read_bytes()
+    pages = len(re.findall(rb"/Type\s*/Page[^s]", pdf))
+    assert pages == len(Presentation(str(path)).slides)
+
+
+def test_label_efficiency_summary_is_per_budget(tmp_path):
+    from omegaconf import OmegaConf
+
+    from brainscan_exp.stages.cv import save_label_efficiency
+
+    frame = pd.DataFrame(
+        {
+            "regime": ["sup"] * 4,
+            "fold": [0, 1, 0, 1],
+            "label_budget": [10, 10, "all", "all"],
+            "n_labels": [10, 11, 40, 41],
+            "roc_auc": [0.8, 0.9, 0.95, 0.97],
+            "sensitivity": [0.5, 0.7, 0.9, 0.9],
+            "specificity": [0.6, 0.6, 0.8, 0.9],
+            "y_test": [[0, 1]] * 4,
+            "p_test": [[0.2, 0.8]] * 4,
+        }
+    )
+    cfg = OmegaConf.create(
+        {
+            "cv": {"results_json": str(tmp_path / "le.json"), "regimes": {"sup": {}}, "label_budgets": [10, "all"]}
+            | {"budget_folds": 2},
+            "dataset": {"name": "demo"},
+        }
+    )
+    save_label_efficiency(cfg, frame, "abc123", 1.0)
+    saved = json.loads((tmp_path / "le.json").read_text())
+    rows = {(r["label_budget"], r["metric"]): r for r in saved["table"]}
+    assert saved["run_id"] == "abc123" and saved["dataset"] == "demo"
+    assert rows[("10", "roc_auc")]["mean"] == pytest.approx(0.85)
+    assert rows[("10", "roc_auc")]["n_labels"] == pytest.approx(10.5)
+    assert rows[("all", "sensitivity")]["mean"] == pytest.approx(0.9)
+    assert rows[("10", "roc_auc")]["ci_low"] <= 0.85 <= rows[("10", "roc_auc")]["ci_high"]
