@@ -84,6 +84,17 @@ def test_estimator_regimes_separate_separable_data(train_cfg, option):
     assert roc_auc_score(y[30:], p) > 0.9
 
 
+def test_knn_fits_with_fewer_labels_than_neighbours(train_cfg):
+    from brainscan_exp.regimes.base import FoldData, TrainContext
+
+    rng = np.random.default_rng(0)
+    y = np.array([0, 1, 0, 1, 0, 1])
+    X = rng.normal(size=(6, 4)) + 3.0 * y[:, None]
+    regime = instantiate(train_cfg("regime=knn").regime.method)
+    regime.fit(FoldData(X, y, X[:0], y[:0], X[:0]), TrainContext(make_trainer=None, make_module=None))
+    assert regime.estimator_[-1].n_neighbors == 6 and regime.predict_proba(X).shape == (6,)
+
+
 @pytest.mark.parametrize("option", _options("backbone"))
 def test_backbones_instantiate_without_weights(train_cfg, option):
     cfg = train_cfg(f"backbone={option}")
