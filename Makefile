@@ -54,7 +54,7 @@ DATASET ?= demo
 report: setup
 	$(PY) -m brainscan_exp task=report dataset=$(DATASET) $(ARGS)
 
-# the label-efficiency curve on a real dataset, fast regimes only (knn fails below 8 training labels)
+# the label-efficiency curve on a real dataset, fast regimes only (sup, linear_probe, label_spreading)
 label-efficiency: setup
 	$(PY) -m brainscan_exp experiment=label_efficiency dataset=$(DATASET) $(LE_FAST) '~cv.regimes.semi' features.progress=false
 
