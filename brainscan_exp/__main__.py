@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-import hydra
-from omegaconf import DictConfig
+from brainscan_exp.console import quiet_hydra_startup
 
-from brainscan_exp.config import config_path, set_project_root
+quiet_hydra_startup()
+
+import hydra  # noqa: E402  (after its start-up warnings are filtered)
+from omegaconf import DictConfig  # noqa: E402
+
+from brainscan_exp.config import config_path, set_project_root  # noqa: E402
 
 set_project_root()
 

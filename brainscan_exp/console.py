@@ -4,7 +4,8 @@ Each filter sits on the logger or module the noise comes from, so nothing of our
 - Lightning installs its own console handler when it is imported before logging is configured,
   which printed every line twice: its handlers go, its records flow to Hydra's handlers;
 - Lightning's per-Trainer banners (accelerators, a product tip) repeat for every phase of a run;
-- deprecation warnings raised inside third-party packages are theirs to fix, not the user's.
+- deprecation warnings raised inside third-party packages are theirs to fix, not the user's
+  (Hydra's own start-up ones are filtered before Hydra starts: ``quiet_hydra_startup``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,16 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
     return f"{category.__name__}: {message}"
 
 
+def quiet_hydra_startup() -> None:
+    """Before ``@hydra.main`` runs: Hydra 1.4 calls OmegaConf APIs that OmegaConf 2.4 deprecates, once
+    per resolver, before any logging is configured."""
+    for category in (UserWarning, DeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category, module=r"hydra(\..*)?")
+    # MLflow's own handler announces the creation of a new store's tables, whoever opens it first
+    for name in ("mlflow.store.db.utils", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def quiet_third_party() -> None:
     """Call once the job's logging is configured (Hydra does it before the task runs)."""
     import lightning.pytorch  # noqa: F401  (it adds its console handler on import: import it now, then remove it)
@@ -43,5 +54,7 @@ def quiet_third_party() -> None:
         warnings.filterwarnings("ignore", category=category, module=THIRD_PARTY)
     # Lightning's advice to add DataLoader workers: frozen-feature heads load from memory
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    # MLflow's advice about integer columns in a logged dataset's inferred schema (labels are ints)
+    warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer", category=UserWarning)
     warnings.formatwarning = _one_line_warning
     logging.captureWarnings(True)  # warnings become log lines of the ``py.warnings`` logger
