@@ -65,24 +65,24 @@ def test_wrong_checkpoint_is_explained(tmp_path):
         Backbone("resnet18", weights=str(tmp_path / "missing.pth")).build()
 
 
-def test_stage_embedding_pools_the_chosen_timm_stage():
+def test_embedding_pools_the_chosen_timm_feature_level():
     """out_indices=[3]: the pooled stride-16 maps (112 channels on Lite0); later layers are pruned."""
     full = Backbone("tf_efficientnet_lite0").build().eval()
-    staged = Backbone("tf_efficientnet_lite0", out_indices=[3]).build().eval()
+    pruned = Backbone("tf_efficientnet_lite0", out_indices=[3]).build().eval()
     x = torch.randn(2, 3, 224, 224)
     with torch.inference_mode():
-        out = staged(x)
+        out = pruned(x)
         expected = full.forward_intermediates(x, indices=[3], intermediates_only=True)[0].mean((2, 3))
-    assert out.shape == (2, 112) and staged.num_features == 112
+    assert out.shape == (2, 112) and pruned.num_features == 112
     torch.testing.assert_close(out, expected)
-    assert sum(p.numel() for p in staged.parameters()) < sum(p.numel() for p in full.parameters()) / 3
-    assert Backbone.digest(staged) != Backbone.digest(full)
+    assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in full.parameters()) / 3
+    assert Backbone.digest(pruned) != Backbone.digest(full)
     both = Backbone("resnet18", weights="none", out_indices=[2, 3]).build()
     assert both(torch.zeros(1, 3, 64, 64)).shape == (1, 128 + 256)
 
 
-def test_bad_stage_index_is_explained():
-    with pytest.raises(ValueError, match=r"stages 0\.\.4"):
+def test_bad_feature_level_is_explained():
+    with pytest.raises(ValueError, match=r"levels 0\.\.4"):
         Backbone("tf_efficientnet_lite0", weights="none", out_indices=[7]).build()
     with pytest.raises(ValueError, match="out_indices=null"):
         Backbone("simple_cnn", weights="none", out_indices=[3]).build()

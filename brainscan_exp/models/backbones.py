@@ -54,7 +54,7 @@ def hub_reachable(host: str = HUB_HOST, timeout: float = 3.0) -> bool:
         return False
 
 
-def _lukemelas_to_timm(state: dict[str, torch.Tensor], stage_depths: list[int]) -> dict[str, torch.Tensor]:
+def _lukemelas_to_timm(state: dict[str, torch.Tensor], block_depths: list[int]) -> dict[str, torch.Tensor]:
     """Rename lukemelas/EfficientNet-PyTorch keys to timm's (see shared/notes/offline_weights.md)."""
     top = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
     first_block = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
@@ -66,15 +66,15 @@ def _lukemelas_to_timm(state: dict[str, torch.Tensor], stage_depths: list[int]) 
         "_project_conv": "conv_pwl",
         "_bn2": "bn3",
     }
-    positions = [(s, j) for s, depth in enumerate(stage_depths) for j in range(depth)]
+    positions = [(s, j) for s, depth in enumerate(block_depths) for j in range(depth)]
     out = {}
     for key, tensor in state.items():
         match = re.match(r"_blocks\.(\d+)\.(\w+)\.(.+)", key)
         if match:
             flat, layer, suffix = int(match[1]), match[2], match[3]
-            stage, j = positions[flat]
+            group, j = positions[flat]
             names = first_block if flat == 0 else other_block
-            out[f"blocks.{stage}.{j}.{names[layer]}.{suffix}"] = tensor
+            out[f"blocks.{group}.{j}.{names[layer]}.{suffix}"] = tensor
         else:
             prefix, _, suffix = key.partition(".")
             out[f"{top.get(prefix, prefix)}.{suffix}"] = tensor
@@ -98,11 +98,11 @@ def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     return {re.sub(r"^(module\.|model\.|backbone\.)+", "", k): v for k, v in state.items() if torch.is_tensor(v)}
 
 
-class StagePooling(nn.Module):
-    """Embedding = global-average-pooled maps of some of timm's feature stages, concatenated.
+class FeatureLevelPooling(nn.Module):
+    """Embedding = global-average-pooled maps of some of timm's feature levels, concatenated.
 
-    Why: ImageNet's last stage encodes object parts of natural photos; the mid-level stages
-    (textures, edges, blobs at stride 16) transfer better to MRI. Layers after the last stage
+    Why: ImageNet's last level encodes object parts of natural photos; the mid levels
+    (textures, edges, blobs at stride 16) transfer better to MRI. Layers after the last chosen level
     used are pruned (timm's ``prune_intermediate_layers``), so they cost nothing and get no grad.
     """
 
@@ -146,8 +146,8 @@ class Backbone:
 
     ``grey_mode``: ``replicate`` copies the MRI channel three times (ImageNet stem unchanged);
     ``adapt_conv`` feeds one channel and sums the stem filters over RGB, as timm does.
-    ``out_indices``: timm feature stages (``model.feature_info``) whose pooled maps form the
-    embedding; ``None`` keeps the model's own pooled output (after its last stage and head conv).
+    ``out_indices``: timm feature levels (``model.feature_info``) whose pooled maps form the
+    embedding; ``None`` keeps the model's own pooled output (after its last level and head conv).
     """
 
     name: str = "tf_efficientnet_lite0"
@@ -275,15 +275,15 @@ class Backbone:
             return model
         info = getattr(model, "feature_info", None)
         if info is None or not hasattr(model, "forward_intermediates"):
-            raise ValueError(f"backbone {self.name} has no timm feature stages: set backbone.out_indices=null")
-        n_stages = len(info)
-        bad = [i for i in self.out_indices if not 0 <= i < n_stages]
+            raise ValueError(f"backbone {self.name} has no timm feature levels: set backbone.out_indices=null")
+        n_levels = len(info)
+        bad = [i for i in self.out_indices if not 0 <= i < n_levels]
         if bad or not self.out_indices:
             raise ValueError(
-                f"backbone.out_indices={self.out_indices}: {self.name} has feature stages 0..{n_stages - 1} "
+                f"backbone.out_indices={self.out_indices}: {self.name} has feature levels 0..{n_levels - 1} "
                 f"(strides {[f['reduction'] for f in info]}); pick from those, or null for the final embedding"
             )
-        return StagePooling(model, self.out_indices, self.pooling)
+        return FeatureLevelPooling(model, self.out_indices, self.pooling)
 
     @staticmethod
     def digest(model: nn.Module) -> str:
