@@ -61,7 +61,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--out-indices",
         nargs="+",
         default=["3"],
-        help="timm feature stages pooled into the embedding (the package default: 3); 'head' = the final pooled features. "
+        help="timm feature levels pooled into the embedding (the package default: 3); 'head' = the final pooled features. "
         "Several values are probed one after the other, e.g. --out-indices head 2 3 4",
     )
     p.add_argument(
