@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import numpy as np
@@ -28,6 +29,16 @@ class PixelStats:
             a = np.asarray(Image.open(p).convert("L"), dtype=np.float32)
             rows.append([a.mean(), a.std(), a.min(), a.max(), a.shape[0]])
         return np.asarray(rows, dtype=np.float32)
+
+
+class StatsEmbedder:
+    """The features package's shape: an object with ``embed_batch``, from a factory with arguments."""
+
+    def __init__(self, scale: float):
+        self.scale = scale
+
+    def embed_batch(self, paths: list[str]) -> np.ndarray:
+        return PixelStats()(paths) * self.scale
 
 
 class Failing(PixelStats):
@@ -91,7 +102,11 @@ def test_an_existing_ray_is_reused_and_a_failing_batch_raises(images, running_ra
     assert ray.is_initialized(), "a Ray the caller started is left running"
     written = {h for hashes, _ in shards.calls for h in hashes}
     assert "hash0007" not in written
-    # the resume: only what is missing runs again, now with a working embedder
+    # the resume: only what is missing runs again, now with a working embedder (an embed_batch one)
     rest = [(h, p) for h, p in images if h not in written]
-    extract_with_ray(rest, PixelStats, shards, batch_size=4)
+    before = len(shards.calls)
+    extract_with_ray(rest, functools.partial(StatsEmbedder, 2.0), shards, batch_size=4)
     assert sorted(h for hashes, _ in shards.calls for h in hashes) == [h for h, _ in images]
+    paths = dict(images)
+    for hashes, block in shards.calls[before:]:
+        np.testing.assert_array_equal(block, PixelStats()([paths[h] for h in hashes]) * 2.0)

@@ -8,7 +8,9 @@ the batches; the driver writes each result batch as a store shard as soon as it 
 memory stays bounded by a few batches and an interrupted run resumes at shard granularity.
 
 This module knows nothing about backbones or stores: it takes a picklable factory of
-``embed(paths) -> (n, dim) float32`` and a ``write_shard(hashes, vectors)`` callback.
+``embed(paths) -> (n, dim) float32`` (or of an object with that ``embed_batch`` method, e.g.
+``functools.partial(extractor.embedder, backbone, mri, model)``) and a
+``write_shard(hashes, vectors)`` callback (``EmbeddingStore.write_shard``).
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ class _EmbedActor:
     """Ray Data callable class: one per actor, so ``make_embedder()`` (model load) runs once."""
 
     def __init__(self, make_embedder: Callable[[], Embed]):
-        self.embed = make_embedder()
+        built = make_embedder()
+        # an ``Embedder`` (``embed_batch``) or a plain ``paths -> vectors`` callable
+        self.embed = getattr(built, "embed_batch", built)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         paths = [str(p) for p in batch["path"]]
@@ -123,7 +127,7 @@ def extract_with_ray(
             fn_constructor_args=(make_embedder,),
             batch_size=batch_size,
             batch_format="numpy",
-            concurrency=actors,  # a fixed-size actor pool
+            compute=ray.data.ActorPoolStrategy(size=actors),  # a fixed-size pool (Ray >= 2.51: not concurrency=)
             num_cpus=cpus_per_actor,
             num_gpus=gpus_per_actor,
         )
