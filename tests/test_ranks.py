@@ -14,6 +14,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from mlflow.tracking import MlflowClient
 
 from brainscan_exp.features.shared import extract_once
+from brainscan_exp.tracking.callbacks import MlflowExperimentCallback
 from brainscan_exp.tracking.lightning_logger import TrackerLogger
 from brainscan_exp.tracking.mlflow_run import MlflowRun, NullRun
 from brainscan_exp.tracking.ranks import global_rank
@@ -74,6 +75,19 @@ def test_rank_one_opens_no_run_and_logs_nothing(tmp_path, rank):
         logger.log_metrics({"loss": 1.0}, step=0)
         assert logger.version == "no-run" and "rank 1" in run.url_hint
     assert not (tmp_path / "mlruns").exists(), "rank 1 must not even create the store"
+
+
+def test_the_experiment_callback_creates_the_store_on_rank_zero_only(tmp_path, rank):
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create({"logger": {"tracking_uri": _uri(tmp_path), "experiment_name": "brainscan"}})
+    rank(1)
+    MlflowExperimentCallback().on_run_start(cfg)
+    MlflowExperimentCallback().on_multirun_start(cfg)
+    assert not (tmp_path / "mlruns").exists()
+    rank(0)
+    MlflowExperimentCallback().on_run_start(cfg)
+    assert MlflowClient(_uri(tmp_path)).get_experiment_by_name("brainscan") is not None
 
 
 def test_rank_zero_writes_the_run(tmp_path, rank):
