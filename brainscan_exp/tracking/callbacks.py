@@ -1,5 +1,6 @@
 """Hydra callback: create the MLflow store and experiment once, before any job of a sweep starts
-(parallel jobs racing to create a fresh sqlite store or the same experiment would fail)."""
+(parallel jobs racing to create a fresh sqlite store or the same experiment would fail).
+DDP ranks other than 0 run the job too but write nothing, so they create nothing either."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from brainscan_exp.tracking.mlflow_run import ensure_experiment
+from brainscan_exp.tracking.ranks import is_rank_zero
 
 
 class MlflowExperimentCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        ensure_experiment(config.logger.tracking_uri, config.logger.experiment_name)
+        if is_rank_zero():
+            ensure_experiment(config.logger.tracking_uri, config.logger.experiment_name)
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        ensure_experiment(config.logger.tracking_uri, config.logger.experiment_name)
+        if is_rank_zero():
+            ensure_experiment(config.logger.tracking_uri, config.logger.experiment_name)

@@ -1,6 +1,7 @@
 """Lightning's metrics go through the job's ``MlflowRun``: one writer per MLflow run.
 
 (Lightning's own ``MLFlowLogger`` pointed at the same run would be a second client writing to it.)
+Under DDP, ranks other than 0 hold a ``NullRun``, and the methods are ``rank_zero_only`` too.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ class TrackerLogger(Logger):
 
     @property
     def version(self) -> str:
-        return self.tracker.run_id
+        return self.tracker.run_id or "no-run"  # a NullRun (DDP rank > 0) has no run id
 
     @rank_zero_only
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:

@@ -3,6 +3,9 @@
 It ends FINISHED, FAILED (with the error) when the job raises, or KILLED when the job is
 interrupted (Ctrl-C, SIGTERM from a scheduler). A run whose process died without a word
 (SIGKILL, power loss) is marked KILLED the next time a job opens the store on that host.
+
+Under DDP every rank runs the job: only global rank 0 gets a real run; ``MlflowRun(...)`` on
+another rank is a ``NullRun`` with the same methods, which writes nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from typing import Any
 import mlflow
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
+
+from brainscan_exp.tracking.ranks import global_rank
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +137,14 @@ def _raise_on_sigterm():
 
 
 class MlflowRun:
-    """Context manager: starts the run, and ends it FINISHED, or FAILED with the error as a tag."""
+    """Context manager: starts the run, and ends it FINISHED, or FAILED with the error as a tag.
+
+    Constructed on a rank other than 0 it is a ``NullRun`` (one writer per run, even under DDP)."""
+
+    def __new__(cls, *args, **kwargs):
+        if cls is MlflowRun and global_rank() != 0:
+            return super().__new__(NullRun)
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -216,3 +228,41 @@ class MlflowRun:
     def log_config(self, cfg: DictConfig) -> None:
         """The full resolved job config (Hydra's own node aside) as ``config/config.yaml``."""
         self.client.log_text(self.run_id, OmegaConf.to_yaml(resolved_job_config(cfg)), "config/config.yaml")
+
+
+class NullRun(MlflowRun):
+    """A DDP rank other than 0: the run's interface, no store access. ``run_id`` is None."""
+
+    def __init__(self, tracking_uri: str, experiment_name: str, run_name: str | None = None, *args, **kwargs):
+        super().__init__(tracking_uri, experiment_name, run_name, *args, **kwargs)
+        self.rank = global_rank()
+        self.run_id = None
+
+    def __enter__(self) -> NullRun:
+        log.debug("rank %d: no MLflow run (rank 0 writes it)", self.rank)
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        return False
+
+    @property
+    def url_hint(self) -> str:
+        return f"no run on rank {self.rank} (rank 0 writes experiment '{self.experiment_name}')"
+
+    def log_dataset(self, *args, **kwargs) -> None:
+        pass
+
+    def log_metrics(self, *args, **kwargs) -> None:
+        pass
+
+    def log_params(self, *args, **kwargs) -> None:
+        pass
+
+    def set_tags(self, *args, **kwargs) -> None:
+        pass
+
+    def log_artifact(self, *args, **kwargs) -> None:
+        pass
+
+    def log_config(self, *args, **kwargs) -> None:
+        pass
