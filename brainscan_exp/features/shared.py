@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from brainscan_exp.artefacts import atomic_write
 from brainscan_exp.tracking.ranks import global_rank
 
 log = logging.getLogger(__name__)
@@ -29,10 +30,7 @@ def _failure_marker(done_marker: Path) -> Path:
 
 
 def _write_atomic(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload))
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(payload)))
 
 
 def _distributed():
