@@ -44,7 +44,11 @@ from _common import PROJECT_ROOT, RESULTS_DIR, ensure_bench_images, env_info, pe
 
 CHILD_MARKER = "@@BENCH_CHILD_RESULT@@ "
 BARS = {"stage_images_per_s_min": 250, "ratio_min": 0.85, "rss_growth_max": 0.10, "agreement_max_rel": 1e-4}
-REAL_DATA = PROJECT_ROOT.parent / "shared" / "data" / "mri_dataset_brain_cancer_oc"
+# ../shared next to the checkout (a git worktree under wt/ has it one level further up)
+REAL_DATA = next(
+    (d for d in (p / "shared" / "data" / "mri_dataset_brain_cancer_oc" for p in PROJECT_ROOT.parents) if d.is_dir()),
+    PROJECT_ROOT.parent / "shared" / "data" / "mri_dataset_brain_cancer_oc",
+)
 RUNTIMES = ["torch", "onnxruntime", "openvino"]
 
 
@@ -63,6 +67,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--unlabelled", type=int, default=400, help="unlabelled real images added to the agreement set")
     p.add_argument("--decode-threads", type=int, nargs="+", default=[1, 2], help="swept on the default runtime")
     p.add_argument("--quick", action="store_true", help="small sizes, one repeat, no RSS and kill test")
+    p.add_argument("--data", default=str(REAL_DATA), help="real images: avec_labels/{cancer,normal}, sans_label")
     p.add_argument("--work-dir", default=None, help="stores and exports (default: a temp folder, removed)")
     p.add_argument("--out", default=str(RESULTS_DIR / "bench_features.json"))
     p.add_argument("--child", choices=["rss", "run"], default=None, help=argparse.SUPPRESS)
@@ -85,11 +90,13 @@ def _median(values):
     return statistics.median(values) if values else float("nan")
 
 
-def real_images(n_unlabelled: int) -> tuple[list[str], list[int], list[str]]:
+def real_images(root: Path, n_unlabelled: int) -> tuple[list[str], list[int], list[str]]:
     """Labelled paths, their labels (cancer = 1), and the first ``n_unlabelled`` unlabelled paths."""
-    labelled = sorted((REAL_DATA / "avec_labels").glob("*/*.jpg"))
+    labelled = sorted((root / "avec_labels").glob("*/*.jpg"))
+    if not labelled:
+        raise SystemExit(f"no labelled images under {root}/avec_labels: pass --data")
     labels = [int(p.parent.name == "cancer") for p in labelled]
-    unlabelled = sorted((REAL_DATA / "sans_label").glob("*.jpg"))[:n_unlabelled]
+    unlabelled = sorted((root / "sans_label").glob("*.jpg"))[:n_unlabelled]
     return [str(p) for p in labelled], labels, [str(p) for p in unlabelled]
 
 
@@ -231,22 +238,27 @@ def main(argv=None) -> dict:
         return {}
     import numpy as np
 
-    from brainscan_exp.features import FeatureExtractor
+    from brainscan_exp.features import FeatureExtractor, runtimes
     from brainscan_exp.features.runtimes import COMPUTE_BATCH, runtime_info
     from brainscan_exp.preprocessing import MRIPreprocess
 
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="bench_features_"))
     backbone, mri = _backbone(args), MRIPreprocess()
     model = backbone.build()
-    labelled, labels, unlabelled = real_images(args.unlabelled)
+    labelled, labels, unlabelled = real_images(Path(args.data), args.unlabelled)
     real = labelled + unlabelled
     generated = ensure_bench_images(max([args.stage_images, *args.sizes, args.kill_images]))
     result = {"env": env_info(), "args": vars(args), "bars": BARS, "compute_batch": COMPUTE_BATCH, "runtimes": {}}
     result["env"]["cpu"] = runtime_info("openvino", "fp32")
     embeddings = {}
-    variants = [(r, "fp32") for r in args.runtimes] + ([("openvino", "bf16")] if "openvino" in args.runtimes else [])
-    for runtime, precision in variants:
-        name = f"{runtime}/{precision}"
+    variants = [(r, "fp32", None) for r in args.runtimes]
+    default_hint = runtimes.OPENVINO_HINT
+    if "openvino" in args.runtimes:
+        other = "THROUGHPUT" if default_hint == "LATENCY" else "LATENCY"
+        variants += [("openvino", "fp32", other), ("openvino", "bf16", None)]
+    for runtime, precision, hint in variants:
+        name = f"{runtime}/{precision}" + (f"/{hint}" if hint else "")
+        runtimes.OPENVINO_HINT = hint or default_hint
         print(f"{name}:", flush=True)
         extractor = FeatureExtractor(str(work / "stage"), runtime=runtime, precision=precision, progress=False)
         start = time.perf_counter()
@@ -267,6 +279,8 @@ def main(argv=None) -> dict:
             f" ratio {row['ratio']:.2f} (build {build_s:.1f} s)",
             flush=True,
         )
+    runtimes.OPENVINO_HINT = default_hint
+    result["openvino_hint"] = default_hint
     result["agreement"] = agreement(embeddings, labels)
     for name, row in result["agreement"].items():
         print(f"  {name}: max rel diff {row['max_rel_diff']:.2e}, CV AUC {row['cv_auc_3dp']:.3f}", flush=True)
@@ -281,26 +295,35 @@ def main(argv=None) -> dict:
         print(f"  {default} stage with {threads} decode threads: {sweep[str(threads)]:.1f} img/s", flush=True)
     result["decode_threads_sweep"] = sweep
 
+    # draft mode: the default (DCT-downscaled to >= 2x the resize target), full decoding, and
+    # DCT-downscaled straight to the resize target (the previous default)
     draft = {}
-    for fast in (True, False):
+    for name, fast, factor in [("draft_2x", True, 2), ("full", False, None), ("draft_1x", True, 1)]:
         extractor = FeatureExtractor(str(work / "stage"), runtime=default, fast_decode=fast, progress=False)
         embedder = extractor.embedder(backbone, mri, model)
-        draft[fast] = embedder.embed_batch(real)
+        transform = embedder.decoder.transform
+        if factor:
+            transform.draft_size = factor * transform.work_size
+        draft[name] = embedder.embed_batch(real)
         start = time.perf_counter()
         for path in real[:200]:
-            embedder.decoder.transform(path)
-        draft[f"ms_{fast}"] = 1000 * (time.perf_counter() - start) / 200
+            transform.grey_eval.array(transform.load(path))
+        draft[f"ms_{name}"] = 1000 * (time.perf_counter() - start) / 200
         embedder.close()
-    rel = np.linalg.norm(draft[True] - draft[False], axis=1) / np.linalg.norm(draft[False], axis=1)
-    aucs = agreement({"torch/fp32": draft[False], "draft": draft[True]}, labels)
     result["draft_decode"] = {
-        "max_rel_diff": float(rel.max()),
-        "median_rel_diff": float(np.median(rel)),
-        "cv_auc_full": aucs["torch/fp32"]["cv_auc_3dp"],
-        "cv_auc_draft": aucs["draft"]["cv_auc_3dp"],
-        "decode_ms_per_image_draft": draft["ms_True"],
-        "decode_ms_per_image_full": draft["ms_False"],
+        "decode_ms_per_image_one_thread": {k: draft[f"ms_{k}"] for k in ("draft_2x", "full", "draft_1x")}
     }
+    aucs = agreement(
+        {"torch/fp32": draft["full"], "draft_2x": draft["draft_2x"], "draft_1x": draft["draft_1x"]}, labels
+    )
+    for name in ("draft_2x", "draft_1x"):
+        rel = np.linalg.norm(draft[name] - draft["full"], axis=1) / np.linalg.norm(draft["full"], axis=1)
+        result["draft_decode"][name] = {
+            "max_rel_diff_vs_full": float(rel.max()),
+            "median_rel_diff_vs_full": float(np.median(rel)),
+            "cv_auc": aucs[name]["cv_auc_3dp"],
+        }
+    result["draft_decode"]["cv_auc_full"] = aucs["torch/fp32"]["cv_auc_3dp"]
     print(f"  draft vs full decode: {result['draft_decode']}", flush=True)
 
     if args.sizes:
