@@ -205,7 +205,7 @@ def kill_test(args, work: Path) -> dict:
     ensure_bench_images(n)
     shard_size = FeatureExtractor(str(killed)).shard_size
     proc = subprocess.Popen(_child_cmd(args, "run", killed, n), stdout=subprocess.PIPE, text=True, cwd=PROJECT_ROOT)
-    target = n // 2 // shard_size
+    target = max(1, round(n / 2 / shard_size))
     while proc.poll() is None and len(list(killed.glob("*/shard-*.parquet"))) < target:
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)

@@ -89,6 +89,11 @@ def test_export_is_cached(images, tiny, export_dir, monkeypatch):
             backbone, MRIPreprocess(), model
         ).close()
     assert onnx.stat().st_mtime_ns == mtime
+    # each runtime was checked against torch once, when first built on this export
+    assert {p.name for p in onnx.parent.glob("agreement-*.json")} >= {
+        "agreement-onnxruntime-fp32.json",
+        "agreement-openvino-fp32.json",
+    }
 
 
 def test_runtime_and_precision_are_in_the_store_key(tmp_path, tiny):
@@ -125,6 +130,15 @@ def test_embed_batch_keeps_order_and_ignores_batching(images, tiny, export_dir):
     assert np.allclose(reverse[::-1], whole, rtol=1e-5, atol=1e-6)
     assert np.allclose(pieces, whole, rtol=1e-5, atol=1e-6)
     assert embedder.embed_batch([]).shape == (0, embedder.dim)
+    # what another process gets: the pickled (extractor, backbone, mri, model)
+    import pickle
+
+    extractor, backbone, mri, model = pickle.loads(
+        pickle.dumps((FeatureExtractor(str(export_dir), runtime="openvino"), backbone, MRIPreprocess(), model))
+    )
+    copy = extractor.embedder(backbone, mri, model)
+    assert np.array_equal(copy.embed_batch(paths), whole)
+    copy.close()
 
 
 def test_batch_decoder_equals_the_image_transform(images):

@@ -57,7 +57,7 @@ class FeatureExtractor:
     device: str = "auto"
     batch_size: int = 32  # images decoded per progress step; the model runs fixed COMPUTE_BATCH shapes
     shard_size: int = 256  # vectors per committed shard: bounds memory and what a kill loses
-    decode_threads: int | None = None  # None: one per core
+    decode_threads: int | None = None  # None: a third of the cores on CPU (at least 1), all on GPU
     fast_decode: bool = True
     progress: bool = True
     export: bool = True  # the training task also writes features.parquet in its run folder
@@ -98,7 +98,8 @@ class FeatureExtractor:
         model = (model if model is not None else backbone.build()).eval()
         runtime, device = self.resolve_runtime(), self.resolve_device()
         cores = runtimes.cpu_count()
-        decoder = BatchDecoder(backbone.data_config, mri, self.fast_decode, self.decode_threads or cores)
+        threads = self.decode_threads or runtimes.decode_threads(device)
+        decoder = BatchDecoder(backbone.data_config, mri, self.fast_decode, threads)
         shape = (runtimes.COMPUTE_BATCH, *backbone.data_config["input_size"])
         if runtime == "torch":
             engine = runtimes.TorchRuntime(model, device, self.precision)
@@ -108,6 +109,12 @@ class FeatureExtractor:
                 engine = runtimes.OnnxRuntime(onnx, cores)
             else:
                 engine = runtimes.OpenVinoRuntime(onnx, shape, self.precision)
+            rel = runtimes.agreement(model, engine, shape, onnx.parent, f"{runtime}-{self.precision}")
+            if self.precision == "fp32" and rel > runtimes.AGREEMENT_TOL:
+                raise RuntimeError(
+                    f"features.runtime={runtime} disagrees with torch fp32 (max relative difference {rel:.1e} > "
+                    f"{runtimes.AGREEMENT_TOL:g}) on {backbone.name}: set features.runtime=torch"
+                )
         dim = getattr(model, "num_features", None)
         if dim is None:
             with torch.inference_mode():
