@@ -33,8 +33,9 @@ RUNTIMES = ("torch", "onnxruntime", "openvino")
 PRECISIONS = ("fp32", "bf16")
 COMPUTE_BATCH = 8  # static shape: faster than 32 for OpenVINO on 2 cores; decoding overlaps sooner
 ONNX_OPSET = 18
-# PERFORMANCE_HINT: LATENCY (one stream on all cores) beat THROUGHPUT (one stream per core) by ~5 %
-# end to end on 2 cores, as decoding threads take their share (scripts/bench_features.py measures both)
+# PERFORMANCE_HINT: on 2 cores LATENCY (one stream on all cores) and THROUGHPUT (one stream per
+# core) tie end to end (191 vs 193 img/s, decoding takes its share); LATENCY is faster on the model
+# alone (297 vs 258 img/s). scripts/bench_features.py measures both
 OPENVINO_HINT = "LATENCY"
 AGREEMENT_TOL = 1e-4  # max over images of ||a - b|| / ||b|| against torch fp32
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
@@ -48,8 +49,9 @@ def cpu_count() -> int:
 
 
 def decode_threads(device: torch.device) -> int:
-    """Decoding threads by default: on CPU the model needs the cores (on 2 cores one decoding
-    thread beat two by 13 % end to end: 186 vs 164 img/s); a GPU waits for decoding instead."""
+    """Decoding threads by default: on CPU the model needs the cores; one thread decodes ~400
+    img/s, more than a 2-core CPU embeds (one vs two threads end to end, two bench runs: 186 vs
+    164 and 185 vs 195 img/s: noise-level). A GPU waits for decoding instead: all cores."""
     cores = cpu_count()
     return max(1, cores // 3) if device.type == "cpu" else cores
 
