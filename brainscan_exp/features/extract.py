@@ -27,13 +27,14 @@ log = logging.getLogger(__name__)
 class Embedder:
     """Decode + preprocess (threaded) + runtime forward for a list of image paths."""
 
-    def __init__(self, decoder: BatchDecoder, runtime, dim: int, batch: int = runtimes.COMPUTE_BATCH):
-        self.decoder, self.runtime, self.dim, self.batch = decoder, runtime, dim, batch
+    def __init__(self, decoder: BatchDecoder, runtime, dim: int, prefetch: int = 4):
+        self.decoder, self.runtime, self.dim, self.prefetch = decoder, runtime, dim, prefetch
+        self.batch = runtimes.COMPUTE_BATCH
 
     def stream(self, paths: list[str]):
         """Vectors of ``paths`` in order, one fixed-size model batch at a time (padding dropped)."""
         paths, left = list(paths), len(paths)
-        for out in self.runtime.infer(self.decoder.batches(paths, self.batch)):
+        for out in self.runtime.infer(self.decoder.batches(paths, self.batch, self.prefetch)):
             n = min(left, len(out))
             left -= n
             yield np.asarray(out[:n], np.float32)
@@ -55,7 +56,7 @@ class FeatureExtractor:
     runtime: str = "auto"  # auto | torch | onnxruntime | openvino
     precision: str = "fp32"  # fp32 | bf16 (OpenVINO's inference precision, or torch autocast on GPU)
     device: str = "auto"
-    batch_size: int = 32  # images decoded per progress step; the model runs fixed COMPUTE_BATCH shapes
+    batch_size: int = 32  # images decoded ahead of the model; the model runs fixed COMPUTE_BATCH shapes
     shard_size: int = 256  # vectors per committed shard: bounds memory and what a kill loses
     decode_threads: int | None = None  # None: a third of the cores on CPU (at least 1), all on GPU
     fast_decode: bool = True
@@ -119,7 +120,7 @@ class FeatureExtractor:
         if dim is None:
             with torch.inference_mode():
                 dim = model(torch.zeros((1, *shape[1:]))).shape[1]
-        return Embedder(decoder, engine, int(dim))
+        return Embedder(decoder, engine, int(dim), prefetch=max(1, self.batch_size // runtimes.COMPUTE_BATCH))
 
     def run(
         self, paths_by_hash: dict[str, str], backbone: Backbone, mri: MRIPreprocess, model=None
