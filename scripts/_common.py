@@ -20,7 +20,6 @@ import resource
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +36,7 @@ def env_info() -> dict:
     import torch
     from PIL import features as pil_features
 
-    from brainscan_exp.features.extract import COMPUTE_BATCH, default_workers
+    from brainscan_exp.features.runtimes import COMPUTE_BATCH
 
     try:
         affinity = len(os.sched_getaffinity(0))
@@ -61,7 +60,6 @@ def env_info() -> dict:
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
         "MKL_NUM_THREADS": os.environ.get("MKL_NUM_THREADS"),
         "cuda_available": torch.cuda.is_available(),
-        "package_default_workers": default_workers(torch.device("cpu")),
         "compute_batch": COMPUTE_BATCH,
     }
 
@@ -82,12 +80,9 @@ def _clean(obj):
 
 
 def write_json(data: dict, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps(_clean(data), indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
+    from brainscan_exp.artefacts import atomic_write
+
+    return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(_clean(data), indent=2) + "\n"))
 
 
 def peak_rss_mb() -> dict:

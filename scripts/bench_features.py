@@ -1,40 +1,36 @@
-"""Benchmark of the features stage (``FeatureExtractor.run``) on generated 512x512 JPEG slices.
+"""Benchmark of the features stage per inference runtime (torch, ONNX Runtime, OpenVINO).
 
 What it measures, and why:
-- ``stage_images_per_s``: throughput of the whole stage (decode in DataLoader workers, MRI steps,
-  timm transform, model in fixed chunks of COMPUTE_BATCH, streaming writes to the store) on the
-  first dataset size, fresh cache, in a fresh process;
-- ``model_only_images_per_s``: the backbone alone on random tensors of the shape the stage feeds it
-  (COMPUTE_BATCH x C x H x W, inference_mode, same torch thread count), after warm-up: the best this
-  machine can do. ``ratio`` = stage / model-only says how much the input pipeline costs (bar >= 0.85);
-- ``peak_rss_mb`` per dataset size, each in a fresh subprocess (this script re-invoked with the hidden
-  ``--child`` option) so sizes do not contaminate each other: ``main`` is the stage process
-  (``RUSAGE_SELF``), ``children_max`` the largest DataLoader worker (``RUSAGE_CHILDREN``).
-  ``rss_growth`` = relative growth from the smallest to the largest size: the stage streams, so
-  memory must not grow with the dataset (bar < 10 %). Measured after ``run()`` and before loading
-  the vectors back (the loaded vectors are the result, not the stage's working memory);
-- ``cached_rerun_seconds`` / ``cached_ratio``: a second ``run()`` on the same store reads it and
-  computes nothing (bar: < 5 % of the first run);
-- ``bitwise_identical``: the same images embedded with (batch_size, default workers), (batch 7,
-  0 workers) and again (batch_size, default workers) with a freshly built model give identical bytes;
-- diagnostics: per-image decode+transform cost in one thread, the time the model itself took inside
-  the stage (forward hooks), and ``ideal_ratio_cpu_bound``, the ratio one would get if decoding and
-  the model shared the cores perfectly.
+- ``model_only_images_per_s``: the runtime alone on pre-decoded batches of 32 real images, fed as
+  the stage feeds it (fixed COMPUTE_BATCH shapes), after warm-up: the best this machine can do;
+- ``stage_images_per_s``: ``FeatureExtractor.run`` end to end (JPEG files -> threaded decoding ->
+  runtime -> committed shards) on generated 512x512 slices, fresh store, export already cached;
+  ``ratio`` = stage / model-only says what the input pipeline costs (bar >= 0.85);
+- ``agreement``: embeddings of the real images (labelled + some unlabelled) against torch fp32:
+  max over images of ||a - b|| / ||b|| (bar 1e-4), and the labelled set's 5x5 repeated stratified
+  CV ROC-AUC (``probe_cv_auc.cv_auc``: same folds for every runtime);
+- ``draft_decode``: JPEG draft mode (DCT-domain downscaling) against full decoding: embedding
+  difference, CV AUC, and the decoding cost per image;
+- ``peak_rss_mb`` at each size, each in a fresh subprocess (this script with ``--child``): the
+  stage streams shards, so memory must not grow with the dataset (bar < 10 %);
+- ``kill_test``: SIGKILL a child at ~50 % of the images, rerun, count recomputed vs missing, and
+  compare bytes with an uninterrupted run (all three runs in children with the same threads).
 
-Generated images are cached by index (image i depends only on (seed, i)) in a temp folder, so the
-smaller set is a prefix of the larger one and reruns skip the generation.
+Generated images are cached by index (image i depends only on (seed, i)) in a temp folder.
 
 Usage::
 
-    python scripts/bench_features.py --sizes 2000 8000          # full benchmark (quiet machine)
-    python scripts/bench_features.py --sizes 64 128 --repeats 1 --model-only-batches 10  # smoke test
+    python scripts/bench_features.py                 # everything (~15 min on 2 cores)
+    python scripts/bench_features.py --quick         # smaller sizes, no RSS / kill test
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -44,10 +40,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import PROJECT_ROOT, RESULTS_DIR, default_image_dir, ensure_bench_images, env_info, peak_rss_mb, write_json
+from _common import PROJECT_ROOT, RESULTS_DIR, ensure_bench_images, env_info, peak_rss_mb, write_json
 
 CHILD_MARKER = "@@BENCH_CHILD_RESULT@@ "
-BARS = {"ratio_min": 0.85, "rss_growth_max": 0.10, "cached_ratio_max": 0.05}
+BARS = {"stage_images_per_s_min": 250, "ratio_min": 0.85, "rss_growth_max": 0.10, "agreement_max_rel": 1e-4}
+# ../shared next to the checkout (a git worktree under wt/ has it one level further up)
+REAL_DATA = next(
+    (d for d in (p / "shared" / "data" / "mri_dataset_brain_cancer_oc" for p in PROJECT_ROOT.parents) if d.is_dir()),
+    PROJECT_ROOT.parent / "shared" / "data" / "mri_dataset_brain_cancer_oc",
+)
+RUNTIMES = ["torch", "onnxruntime", "openvino"]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -55,411 +57,299 @@ def parse_args(argv=None) -> argparse.Namespace:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--backbone", default="tf_efficientnet_lite0")
-    p.add_argument("--weights", default="imagenet", help="imagenet | none | path to a checkpoint")
-    p.add_argument("--sizes", type=int, nargs="+", default=[2000, 8000], help="dataset sizes; throughput on the first")
-    p.add_argument("--batch-size", type=int, default=32, help="DataLoader batch size")
-    p.add_argument("--num-workers", type=int, default=None, help="DataLoader workers (default: the package default)")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's default)")
-    p.add_argument("--preprocess", choices=["default", "mri"], default="default", help="MRI steps (default: identity)")
-    p.add_argument(
-        "--model-only-batches", type=int, default=100, help="timed model-only batches of COMPUTE_BATCH images"
-    )
-    p.add_argument("--model-only-warmup", type=int, default=5, help="untimed warm-up batches")
-    p.add_argument(
-        "--repeats",
-        type=int,
-        default=3,
-        help="repeats of the model-only timing and of the first-size stage run (median)",
-    )
-    p.add_argument(
-        "--decode-n", type=int, default=200, help="images for the single-thread decode-cost diagnostic (0: skip)"
-    )
-    p.add_argument("--bitwise-n", type=int, default=64, help="images for the bitwise check (0: skip)")
-    p.add_argument(
-        "--image-dir", default=None, help="generated-image cache (default: <tmp>/brainscan_bench_images/...)"
-    )
-    p.add_argument("--work-dir", default=None, help="where the fresh feature caches go (default: a temp dir, deleted)")
-    p.add_argument("--gen-workers", type=int, default=None, help="processes generating images (default: cpu count)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--weights", default="imagenet")
+    p.add_argument("--out-indices", type=int, nargs="+", default=[3], help="feature levels (conf/backbone: [3])")
+    p.add_argument("--runtimes", nargs="+", default=RUNTIMES)
+    p.add_argument("--stage-images", type=int, default=2000, help="images per end-to-end run (torch: a quarter)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--sizes", type=int, nargs="+", default=[2000, 8000], help="dataset sizes of the RSS runs")
+    p.add_argument("--kill-images", type=int, default=2000)
+    p.add_argument("--unlabelled", type=int, default=400, help="unlabelled real images added to the agreement set")
+    p.add_argument("--decode-threads", type=int, nargs="+", default=[1, 2], help="swept on the default runtime")
+    p.add_argument("--quick", action="store_true", help="small sizes, one repeat, no RSS and kill test")
+    p.add_argument("--data", default=str(REAL_DATA), help="real images: avec_labels/{cancer,normal}, sans_label")
+    p.add_argument("--work-dir", default=None, help="stores and exports (default: a temp folder, removed)")
     p.add_argument("--out", default=str(RESULTS_DIR / "bench_features.json"))
-    # hidden: one stage run in a fresh process
-    p.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--child-cache-dir", default=None, help=argparse.SUPPRESS)
-    p.add_argument("--child-rerun", action="store_true", help=argparse.SUPPRESS)
-    return p.parse_args(argv)
+    p.add_argument("--child", choices=["rss", "run"], default=None, help=argparse.SUPPRESS)
+    p.add_argument("--child-cache", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--child-n", type=int, default=0, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.stage_images, args.repeats, args.unlabelled = 256, 1, 50
+        args.sizes, args.kill_images, args.decode_threads = [], 0, []
+    return args
 
 
-def make_mri(name: str):
+def _backbone(args):
+    from brainscan_exp.models.backbones import Backbone
+
+    return Backbone(args.backbone, args.weights, out_indices=args.out_indices)
+
+
+def _median(values):
+    return statistics.median(values) if values else float("nan")
+
+
+def real_images(root: Path, n_unlabelled: int) -> tuple[list[str], list[int], list[str]]:
+    """Labelled paths, their labels (cancer = 1), and the first ``n_unlabelled`` unlabelled paths."""
+    labelled = sorted((root / "avec_labels").glob("*/*.jpg"))
+    if not labelled:
+        raise SystemExit(f"no labelled images under {root}/avec_labels: pass --data")
+    labels = [int(p.parent.name == "cancer") for p in labelled]
+    unlabelled = sorted((root / "sans_label").glob("*.jpg"))[:n_unlabelled]
+    return [str(p) for p in labelled], labels, [str(p) for p in unlabelled]
+
+
+def model_only(embedder, batch, repeats: int, rounds: int = 6) -> float:
+    """Images/s of the runtime alone on a pre-decoded batch, cut as the stage cuts it."""
+    from brainscan_exp.features.runtimes import COMPUTE_BATCH
+
+    chunks = [batch[i : i + COMPUTE_BATCH] for i in range(0, len(batch), COMPUTE_BATCH)]
+    for _ in embedder.runtime.infer(chunks):  # warm-up
+        pass
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(rounds):
+            for _ in embedder.runtime.infer(chunks):
+                pass
+        rates.append(rounds * len(batch) / (time.perf_counter() - start))
+    return _median(rates)
+
+
+def stage_rate(extractor, paths, backbone, mri, model, repeats: int) -> dict:
+    """``FeatureExtractor.run`` on a fresh store each repeat (the export stays cached)."""
+    rates = []
+    for _ in range(repeats):
+        store = extractor.store_for(backbone, mri, model)
+        shutil.rmtree(store.dir)
+        _, stats = extractor.run(paths, backbone, mri, model)
+        rates.append(stats["images_per_s"])
+    return {"images_per_s": _median(rates), "all": rates, "n_images": len(paths)}
+
+
+def agreement(embeddings: dict, labels) -> dict:
+    import numpy as np
+    from probe_cv_auc import DEFAULT_C, cv_auc
+
+    ref = embeddings["torch/fp32"]
+    y = np.asarray(labels)
+    out = {}
+    for name, X in embeddings.items():
+        rel = np.linalg.norm(X - ref, axis=1) / np.linalg.norm(ref, axis=1)
+        auc = cv_auc(X[: len(y)].astype(np.float64), y, DEFAULT_C)
+        out[name] = {
+            "max_rel_diff": float(rel.max()),
+            "median_rel_diff": float(np.median(rel)),
+            "cv_auc": auc["auc_mean"],
+        }
+        out[name]["cv_auc_3dp"] = round(auc["auc_mean"], 3)
+    return out
+
+
+def child(args) -> None:
+    """One stage run in a fresh process (RSS, kill test); prints its stats after the marker."""
+    from brainscan_exp.features import FeatureExtractor
     from brainscan_exp.preprocessing import MRIPreprocess
 
-    return (
-        MRIPreprocess()
-        if name == "default"
-        else MRIPreprocess(head_crop=True, intensity="percentile", equalize="clahe")
-    )
-
-
-def set_threads(threads: int | None) -> None:
-    import torch
-
-    if threads:
-        torch.set_num_threads(threads)
-
-
-class ForwardTimer:
-    """Forward hooks that sum the wall time of the model's own calls (no change to its weights/digest)."""
-
-    def __init__(self, model):
-        self.seconds, self.calls, self.rows, self._t = 0.0, 0, 0, None
-        self.handles = [model.register_forward_pre_hook(self._pre), model.register_forward_hook(self._post)]
-
-    def _pre(self, module, inputs):
-        self._t = time.perf_counter()
-        self.rows += len(inputs[0])
-
-    def _post(self, module, inputs, output):
-        self.seconds += time.perf_counter() - self._t
-        self.calls += 1
-
-    def remove(self):
-        for h in self.handles:
-            h.remove()
-
-
-# ---------------------------------------------------------------------------------------------
-# child: one stage run in a fresh process
-
-
-def child_main(args) -> None:
-    import numpy as np
-    import torch
-
-    from brainscan_exp.features.extract import FeatureExtractor, default_workers
-    from brainscan_exp.models.backbones import Backbone
-
-    set_threads(args.threads)
-    n = args.child
-    paths = ensure_bench_images(n, args.image_dir, args.seed, log=lambda *_: None)
-    backbone = Backbone(args.backbone, args.weights)
+    paths = ensure_bench_images(args.child_n, log=lambda *_: None)
+    backbone = _backbone(args)
     model = backbone.build()
-    mri = make_mri(args.preprocess)
-    extractor = FeatureExtractor(
-        args.child_cache_dir, batch_size=args.batch_size, num_workers=args.num_workers, device="cpu", progress=False
-    )
-    rss_before = peak_rss_mb()
-
-    timer = ForwardTimer(model)
-    start = time.perf_counter()
-    store, stats = extractor.run(paths, backbone, mri, model)
-    run_wall = time.perf_counter() - start
-    timer.remove()
-    rss = peak_rss_mb()  # before loading the vectors back: the stage's own peak
-
-    start = time.perf_counter()
-    vectors = store.load(list(paths))
-    load_seconds = time.perf_counter() - start
-    if stats["n_computed"] != n or len(vectors) != n:
-        raise RuntimeError(f"stage computed {stats['n_computed']} and stored {len(vectors)} of {n} images")
-    result = {
-        "n": n,
-        "torch_threads": torch.get_num_threads(),
-        "num_workers": default_workers(torch.device("cpu")) if args.num_workers is None else args.num_workers,
-        "stage_seconds": stats["seconds"],
-        "stage_images_per_s": stats["images_per_s"],
-        "run_wall_seconds": run_wall,  # whole run(): digest, store lookup, extraction, writes
-        "load_seconds": load_seconds,
-        "model_seconds_in_stage": timer.seconds,
-        "model_calls": timer.calls,
-        "model_rows_incl_padding": timer.rows,
-        "model_images_per_s_in_stage": timer.rows / timer.seconds if timer.seconds else None,
-        "waiting_for_input_seconds": stats["seconds"] - timer.seconds,
-        "peak_rss_mb_after_model_build": rss_before["main"],
-        "peak_rss_mb": rss,
-    }
-    if args.child_rerun:
-        start = time.perf_counter()
-        store2, stats2 = extractor.run(paths, backbone, mri, model)
-        rerun_wall = time.perf_counter() - start
-        start = time.perf_counter()
-        vectors2 = store2.load(list(paths))
-        rerun_load = time.perf_counter() - start
-        same = len(vectors2) == n and all(np.array_equal(vectors[h], vectors2[h]) for h in paths)
-        result.update(
-            cached_rerun_seconds=rerun_wall,
-            cached_rerun_load_seconds=rerun_load,
-            cached_rerun_n_computed=stats2["n_computed"],
-            cached_rerun_same_vectors=bool(same),
-        )
-    print(CHILD_MARKER + json.dumps(result), flush=True)
+    extractor = FeatureExtractor(args.child_cache, progress=False)
+    store, stats = extractor.run(paths, backbone, MRIPreprocess(), model)
+    stats["peak_rss_mb"] = peak_rss_mb()
+    stats["store_key"] = store.key
+    print(CHILD_MARKER + json.dumps(stats), flush=True)
 
 
-def run_child(args, n: int, cache_dir: Path, rerun: bool) -> dict:
-    cmd = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--child",
-        str(n),
-        "--child-cache-dir",
-        str(cache_dir),
-        "--backbone",
-        args.backbone,
-        "--weights",
-        args.weights,
-        "--batch-size",
-        str(args.batch_size),
-        "--preprocess",
-        args.preprocess,
-        "--image-dir",
-        str(args.image_dir),
-        "--seed",
-        str(args.seed),
-    ]
-    if args.num_workers is not None:
-        cmd += ["--num-workers", str(args.num_workers)]
-    if args.threads is not None:
-        cmd += ["--threads", str(args.threads)]
-    if rerun:
-        cmd.append("--child-rerun")
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, cwd=PROJECT_ROOT)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith(CHILD_MARKER)]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"child run (n={n}) failed with code {proc.returncode}; stdout:\n{proc.stdout[-2000:]}")
-    return json.loads(lines[-1][len(CHILD_MARKER) :])
+def _child_cmd(args, kind: str, cache: Path, n: int) -> list[str]:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--child-cache", str(cache)]
+    cmd += ["--child-n", str(n), "--backbone", args.backbone, "--weights", args.weights, "--out-indices"]
+    return cmd + [str(i) for i in args.out_indices]
 
 
-# ---------------------------------------------------------------------------------------------
-# parent measurements
+def _child_result(stdout: str) -> dict:
+    return json.loads(next(line for line in stdout.splitlines() if line.startswith(CHILD_MARKER))[len(CHILD_MARKER) :])
 
 
-def model_only(backbone, model, batches: int, warmup: int) -> dict:
-    """The backbone alone on random input of the stage's chunk shape, after warm-up."""
-    import torch
-
-    from brainscan_exp.features.extract import COMPUTE_BATCH
-
-    x = torch.randn(COMPUTE_BATCH, *backbone.data_config["input_size"], generator=torch.Generator().manual_seed(0))
-    model = model.eval()
-    with torch.inference_mode():
-        for _ in range(warmup):
-            model(x)
-        start = time.perf_counter()
-        for _ in range(batches):
-            model(x)
-        seconds = time.perf_counter() - start
-    return {"batches": batches, "seconds": seconds, "images_per_s": batches * COMPUTE_BATCH / seconds}
+def _with_exports(work: Path, cache: Path) -> Path:
+    """A fresh cache holding the exports made earlier: children measure the stage, not the export."""
+    if (work / "stage" / "models").exists() and not (cache / "models").exists():
+        shutil.copytree(work / "stage" / "models", cache / "models")
+    return cache
 
 
-def decode_cost(backbone, mri, paths: list[str]) -> dict:
-    """Decode + MRI steps + timm transform of each path in ONE thread, as a DataLoader worker does."""
-    import torch
-
-    from brainscan_exp.preprocessing import ImageTransform
-
-    transform = ImageTransform(backbone.data_config, mri, train=False, fast_decode=True)
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)  # DataLoader workers run with one torch thread
-    try:
-        transform(paths[0])  # warm-up
-        start = time.perf_counter()
-        for path in paths:
-            transform(path)
-        seconds = time.perf_counter() - start
-    finally:
-        torch.set_num_threads(old)
-    return {
-        "n": len(paths),
-        "ms_per_image": 1000 * seconds / len(paths),
-        "images_per_s_one_thread": len(paths) / seconds,
-    }
+def rss(args, work: Path) -> dict:
+    out = {}
+    for n in args.sizes:
+        cache = _with_exports(work, work / f"rss_{n}")
+        proc = subprocess.run(_child_cmd(args, "rss", cache, n), stdout=subprocess.PIPE, text=True, cwd=PROJECT_ROOT)
+        result = _child_result(proc.stdout)
+        out[str(n)] = {"peak_rss_mb": result["peak_rss_mb"]["main"], "images_per_s": result["images_per_s"]}
+        print(f"  RSS at {n} images: {out[str(n)]['peak_rss_mb']:.0f} MiB", flush=True)
+    if len(args.sizes) >= 2:
+        first, last = out[str(args.sizes[0])]["peak_rss_mb"], out[str(args.sizes[-1])]["peak_rss_mb"]
+        out["rss_growth"] = (last - first) / first
+    return out
 
 
-def bitwise_check(args, paths: dict[str, str], work: Path) -> dict:
-    """Same images, three runs: (batch_size, default workers), (7, 0 workers), (batch_size, default) again."""
+def kill_test(args, work: Path) -> dict:
+    """SIGKILL at ~50 %, rerun, compare with an uninterrupted run."""
     import numpy as np
 
-    from brainscan_exp.features.extract import FeatureExtractor
-    from brainscan_exp.models.backbones import Backbone
+    from brainscan_exp.features import FeatureExtractor
+    from brainscan_exp.preprocessing import MRIPreprocess
 
-    backbone, mri = Backbone(args.backbone, args.weights), make_mri(args.preprocess)
-    configs = {
-        "a_default": (args.batch_size, args.num_workers),
-        "b_batch7_workers0": (7, 0),
-        "c_default_again": (args.batch_size, args.num_workers),
-    }
-    got = {}
-    for name, (batch_size, workers) in configs.items():
-        extractor = FeatureExtractor(
-            str(work / f"bitwise_{name}"), batch_size=batch_size, num_workers=workers, device="cpu", progress=False
-        )
-        store, stats = extractor.run(paths, backbone, mri, backbone.build())  # freshly built model each time
-        got[name] = store.load(list(paths))
-    ref = got["a_default"]
-    detail = {}
-    for name, vecs in got.items():
-        diffs = [float(np.max(np.abs(ref[h] - vecs[h]))) for h in paths]
-        detail[name] = {
-            "n": len(vecs),
-            "identical": len(vecs) == len(paths) and all(ref[h].tobytes() == vecs[h].tobytes() for h in paths),
-            "max_abs_diff": max(diffs),
-        }
+    n = args.kill_images
+    killed, clean = _with_exports(work, work / "kill_killed"), _with_exports(work, work / "kill_clean")
+    ensure_bench_images(n)
+    shard_size = FeatureExtractor(str(killed)).shard_size
+    proc = subprocess.Popen(_child_cmd(args, "run", killed, n), stdout=subprocess.PIPE, text=True, cwd=PROJECT_ROOT)
+    target = max(1, round(n / 2 / shard_size))
+    while proc.poll() is None and len(list(killed.glob("*/shard-*.parquet"))) < target:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    backbone = _backbone(args)
+    model = backbone.build()
+    store = FeatureExtractor(str(killed)).store_for(backbone, MRIPreprocess(), model)
+    paths = ensure_bench_images(n, log=lambda *_: None)
+    missing = store.missing(list(paths))
+    rerun = subprocess.run(_child_cmd(args, "run", killed, n), stdout=subprocess.PIPE, text=True, cwd=PROJECT_ROOT)
+    recomputed = _child_result(rerun.stdout)["n_computed"]
+    subprocess.run(_child_cmd(args, "run", clean, n), stdout=subprocess.PIPE, text=True, cwd=PROJECT_ROOT, check=True)
+    reference = FeatureExtractor(str(clean)).store_for(backbone, MRIPreprocess(), model)
+    a, b = store.load(list(paths)), reference.load(list(paths))
     return {
-        "n": len(paths),
-        "configs": {k: {"batch_size": b, "num_workers": w} for k, (b, w) in configs.items()},
-        "runs": detail,
-        "bitwise_identical": all(d["identical"] for d in detail.values()),
+        "n_images": n,
+        "shard_size": shard_size,
+        "committed_before_kill": n - len(missing),
+        "missing_after_kill": len(missing),
+        "recomputed_on_rerun": recomputed,
+        "recomputed_equals_missing": recomputed == len(missing),
+        "bitwise_equal_to_uninterrupted": len(a) == len(b) == n and all(np.array_equal(a[h], b[h]) for h in paths),
     }
 
 
-def median(values):
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
-
-
-def main(argv=None) -> dict | None:
+def main(argv=None) -> dict:
     args = parse_args(argv)
-    if args.child is not None:
-        child_main(args)
-        return None
+    if args.child:
+        child(args)
+        return {}
+    import numpy as np
 
-    set_threads(args.threads)
-    import torch
+    from brainscan_exp.features import FeatureExtractor, runtimes
+    from brainscan_exp.features.runtimes import COMPUTE_BATCH, runtime_info
+    from brainscan_exp.preprocessing import MRIPreprocess
 
-    from brainscan_exp.features.extract import default_workers
-    from brainscan_exp.models.backbones import Backbone
-
-    sizes = list(args.sizes)
-    if any(b <= a for a, b in zip(sizes, sizes[1:])):
-        raise SystemExit("--sizes must be increasing, e.g. --sizes 2000 8000")
-    args.image_dir = Path(args.image_dir) if args.image_dir else default_image_dir(args.seed)
-    env = env_info()
-    workers = default_workers(torch.device("cpu")) if args.num_workers is None else args.num_workers
-    print(
-        f"bench_features: {args.backbone}, sizes {sizes}, batch {args.batch_size}, workers {workers}, "
-        f"torch threads {torch.get_num_threads()}, cpus {env['cpu_count']}",
-        flush=True,
-    )
-
-    all_paths = ensure_bench_images(
-        max(sizes + [args.bitwise_n, args.decode_n]), args.image_dir, args.seed, args.gen_workers
-    )
-    hashes = list(all_paths)
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="bench_features_"))
-    work.mkdir(parents=True, exist_ok=True)
-    try:
-        backbone = Backbone(args.backbone, args.weights)
-        model = backbone.build()
-        input_size = list(backbone.data_config["input_size"])
-
-        model_runs = []
-        for r in range(args.repeats):
-            model_runs.append(model_only(backbone, model, args.model_only_batches, args.model_only_warmup))
-            print(f"model-only {r + 1}/{args.repeats}: {model_runs[-1]['images_per_s']:.1f} img/s", flush=True)
-        del model
-        decode = None
-        if args.decode_n:
-            decode = decode_cost(backbone, make_mri(args.preprocess), [all_paths[h] for h in hashes[: args.decode_n]])
-            print(f"decode+transform (1 thread): {decode['ms_per_image']:.2f} ms/image", flush=True)
-
-        per_size, stage_runs = {}, []
-        for i, n in enumerate(sizes):
-            for r in range(args.repeats if i == 0 else 1):
-                res = run_child(args, n, work / f"n{n}_r{r}", rerun=(i == 0 and r == 0))
-                print(
-                    f"stage n={n} run {r + 1}: {res['stage_images_per_s']:.1f} img/s, "
-                    f"peak RSS main {res['peak_rss_mb']['main']:.0f} MB, worker max {res['peak_rss_mb']['children_max']:.0f} MB"
-                    + (f", cached rerun {res['cached_rerun_seconds']:.3f} s" if "cached_rerun_seconds" in res else ""),
-                    flush=True,
-                )
-                if i == 0:
-                    stage_runs.append(res)
-                if r == 0:
-                    per_size[n] = res
-                shutil.rmtree(work / f"n{n}_r{r}", ignore_errors=True)
-
-        bitwise = None
-        if args.bitwise_n:
-            bitwise = bitwise_check(args, {h: all_paths[h] for h in hashes[: args.bitwise_n]}, work)
-            print(f"bitwise identical over {args.bitwise_n} images: {bitwise['bitwise_identical']}", flush=True)
-    finally:
-        if not args.work_dir:
-            shutil.rmtree(work, ignore_errors=True)
-
-    stage_ips = median([r["stage_images_per_s"] for r in stage_runs])
-    model_ips = median([r["images_per_s"] for r in model_runs])
-    ratio = stage_ips / model_ips if stage_ips and model_ips else None
-    first = per_size[sizes[0]]
-    cached_ratio = first["cached_rerun_seconds"] / first["run_wall_seconds"]
-    peak = {str(n): per_size[n]["peak_rss_mb"] for n in sizes}
-    growth = None
-    if len(sizes) > 1:
-        lo, hi = per_size[sizes[0]]["peak_rss_mb"], per_size[sizes[-1]]["peak_rss_mb"]
-        growth = {k: (hi[k] - lo[k]) / lo[k] if lo[k] else None for k in ("main", "children_max")}
-    ideal = None
-    if decode:
-        # cores shared perfectly: per image, the model needs cores/model_ips core-seconds, decoding d
-        cores = env["cpu_affinity"] or env["cpu_count"]
-        d = decode["ms_per_image"] / 1000
-        ideal = 1 / (1 + model_ips * d / min(cores, torch.get_num_threads())) if cores else None
-    result = {
-        "script": "scripts/bench_features.py",
-        "args": {k: v for k, v in vars(args).items() if not k.startswith("child")},
-        "env": env,
-        "backbone": args.backbone,
-        "input_size": input_size,
-        "batch_size": args.batch_size,
-        "num_workers": workers,
-        "sizes": sizes,
-        "stage_images_per_s": stage_ips,
-        "model_only_images_per_s": model_ips,
-        "ratio": ratio,
-        "peak_rss_mb": peak,
-        "rss_growth": growth,
-        "first_run_seconds": first["run_wall_seconds"],
-        "cached_rerun_seconds": first["cached_rerun_seconds"],
-        "cached_ratio": cached_ratio,
-        "cached_rerun_n_computed": first["cached_rerun_n_computed"],
-        "bitwise_identical": bitwise["bitwise_identical"] if bitwise else None,
-        "diagnostics": {
-            "decode": decode,
-            "ideal_ratio_cpu_bound": ideal,
-            "model_images_per_s_in_stage": median([r["model_images_per_s_in_stage"] for r in stage_runs]),
-            "waiting_for_input_share": median(
-                [r["waiting_for_input_seconds"] / r["stage_seconds"] for r in stage_runs]
-            ),
-        },
-        "bars": {
-            **BARS,
-            "ratio_ok": ratio is not None and ratio >= BARS["ratio_min"],
-            "rss_growth_ok": growth is not None
-            and all(g is not None and g < BARS["rss_growth_max"] for g in growth.values()),
-            "cached_ok": cached_ratio < BARS["cached_ratio_max"] and first["cached_rerun_n_computed"] == 0,
-            "bitwise_ok": bool(bitwise and bitwise["bitwise_identical"]),
-        },
-        "model_only_runs": model_runs,
-        "stage_runs": stage_runs,
-        "per_size": {str(n): r for n, r in per_size.items()},
-        "bitwise": bitwise,
-    }
-    out = write_json(result, args.out)
-    summary = {
-        k: result[k]
-        for k in (
-            "stage_images_per_s",
-            "model_only_images_per_s",
-            "ratio",
-            "peak_rss_mb",
-            "rss_growth",
-            "cached_rerun_seconds",
-            "cached_ratio",
-            "bitwise_identical",
-            "bars",
+    backbone, mri = _backbone(args), MRIPreprocess()
+    model = backbone.build()
+    labelled, labels, unlabelled = real_images(Path(args.data), args.unlabelled)
+    real = labelled + unlabelled
+    generated = ensure_bench_images(max([args.stage_images, *args.sizes, args.kill_images]))
+    result = {"env": env_info(), "args": vars(args), "bars": BARS, "compute_batch": COMPUTE_BATCH, "runtimes": {}}
+    result["env"]["cpu"] = runtime_info("openvino", "fp32")
+    embeddings = {}
+    variants = [(r, "fp32", None) for r in args.runtimes]
+    default_hint = runtimes.OPENVINO_HINT
+    if "openvino" in args.runtimes:
+        other = "THROUGHPUT" if default_hint == "LATENCY" else "LATENCY"
+        variants += [("openvino", "fp32", other), ("openvino", "bf16", None)]
+    for runtime, precision, hint in variants:
+        name = f"{runtime}/{precision}" + (f"/{hint}" if hint else "")
+        runtimes.OPENVINO_HINT = hint or default_hint
+        print(f"{name}:", flush=True)
+        extractor = FeatureExtractor(str(work / "stage"), runtime=runtime, precision=precision, progress=False)
+        start = time.perf_counter()
+        embedder = extractor.embedder(backbone, mri, model)
+        build_s = time.perf_counter() - start
+        embeddings[name] = embedder.embed_batch(real)
+        batch = embedder.decoder.decode(real[:32])
+        row = {"build_seconds_first": build_s, "model_only_images_per_s": model_only(embedder, batch, args.repeats)}
+        embedder.close()
+        n_stage = args.stage_images // 4 if runtime == "torch" else args.stage_images
+        paths = dict(list(generated.items())[:n_stage])
+        stage = stage_rate(extractor, paths, backbone, mri, model, args.repeats)
+        row.update(stage_images_per_s=stage["images_per_s"], stage_all=stage["all"], stage_n_images=n_stage)
+        row["ratio"] = row["stage_images_per_s"] / row["model_only_images_per_s"]
+        result["runtimes"][name] = row
+        print(
+            f"  model-only {row['model_only_images_per_s']:.1f} img/s, stage {row['stage_images_per_s']:.1f} img/s,"
+            f" ratio {row['ratio']:.2f} (build {build_s:.1f} s)",
+            flush=True,
         )
+    runtimes.OPENVINO_HINT = default_hint
+    result["openvino_hint"] = default_hint
+    result["agreement"] = agreement(embeddings, labels)
+    for name, row in result["agreement"].items():
+        print(f"  {name}: max rel diff {row['max_rel_diff']:.2e}, CV AUC {row['cv_auc_3dp']:.3f}", flush=True)
+
+    default = FeatureExtractor(str(work / "stage")).resolve_runtime()
+    result["default_runtime"] = default
+    sweep = {}
+    for threads in args.decode_threads:
+        extractor = FeatureExtractor(str(work / "stage"), runtime=default, decode_threads=threads, progress=False)
+        paths = dict(list(generated.items())[: args.stage_images])
+        sweep[str(threads)] = stage_rate(extractor, paths, backbone, mri, model, args.repeats)["images_per_s"]
+        print(f"  {default} stage with {threads} decode threads: {sweep[str(threads)]:.1f} img/s", flush=True)
+    result["decode_threads_sweep"] = sweep
+
+    # draft mode: the default (DCT-downscaled to >= 2x the resize target), full decoding, and
+    # DCT-downscaled straight to the resize target (the previous default)
+    draft = {}
+    for name, fast, factor in [("draft_2x", True, 2), ("full", False, None), ("draft_1x", True, 1)]:
+        extractor = FeatureExtractor(str(work / "stage"), runtime=default, fast_decode=fast, progress=False)
+        embedder = extractor.embedder(backbone, mri, model)
+        transform = embedder.decoder.transform
+        if factor:
+            transform.draft_size = factor * transform.work_size
+        draft[name] = embedder.embed_batch(real)
+        start = time.perf_counter()
+        for path in real[:200]:
+            transform.grey_eval.array(transform.load(path))
+        draft[f"ms_{name}"] = 1000 * (time.perf_counter() - start) / 200
+        embedder.close()
+    result["draft_decode"] = {
+        "decode_ms_per_image_one_thread": {k: draft[f"ms_{k}"] for k in ("draft_2x", "full", "draft_1x")}
     }
-    summary["diagnostics"] = result["diagnostics"]
-    print(json.dumps(summary, indent=2, default=str))
-    print(f"written {out}")
+    aucs = agreement(
+        {"torch/fp32": draft["full"], "draft_2x": draft["draft_2x"], "draft_1x": draft["draft_1x"]}, labels
+    )
+    for name in ("draft_2x", "draft_1x"):
+        rel = np.linalg.norm(draft[name] - draft["full"], axis=1) / np.linalg.norm(draft["full"], axis=1)
+        result["draft_decode"][name] = {
+            "max_rel_diff_vs_full": float(rel.max()),
+            "median_rel_diff_vs_full": float(np.median(rel)),
+            "cv_auc": aucs[name]["cv_auc_3dp"],
+        }
+    result["draft_decode"]["cv_auc_full"] = aucs["torch/fp32"]["cv_auc_3dp"]
+    print(f"  draft vs full decode: {result['draft_decode']}", flush=True)
+
+    if args.sizes:
+        result["peak_rss"] = rss(args, work)
+    if args.kill_images:
+        result["kill_test"] = kill_test(args, work)
+        print(f"  kill test: {result['kill_test']}", flush=True)
+    main_row = result["runtimes"].get(f"{default}/fp32", {})
+    result["verdict"] = {
+        "stage_images_per_s": main_row.get("stage_images_per_s"),
+        "stage_bar_met": (main_row.get("stage_images_per_s") or 0) >= BARS["stage_images_per_s_min"],
+        "ratio": main_row.get("ratio"),
+        "ratio_bar_met": (main_row.get("ratio") or 0) >= BARS["ratio_min"],
+        "agreement_bar_met": all(
+            row["max_rel_diff"] < BARS["agreement_max_rel"]
+            for name, row in result["agreement"].items()
+            if name.endswith("fp32")
+        ),
+    }
+    if not args.work_dir:
+        shutil.rmtree(work, ignore_errors=True)
+    write_json(result, args.out)
+    print(f"wrote {args.out}")
     return result
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     main()

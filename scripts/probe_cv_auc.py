@@ -77,7 +77,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--cache-dir", default=str(PROJECT_ROOT / "cache"), help="catalogue hash index and features/ store")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--num-workers", type=int, default=None, help="DataLoader workers (default: the package default)")
+    p.add_argument(
+        "--runtime", default="auto", help="features runtime: auto | torch | onnxruntime | openvino (default: auto)"
+    )
     p.add_argument("--out", default=None, help="JSON path (default: scripts/results/probe_cv_auc_<dataset>.json)")
     return p.parse_args(argv)
 
@@ -162,7 +164,7 @@ def main(argv=None) -> dict:
     )
 
     extractor = FeatureExtractor(
-        str(Path(args.cache_dir) / "features"), batch_size=args.batch_size, num_workers=args.num_workers, progress=False
+        str(Path(args.cache_dir) / "features"), batch_size=args.batch_size, runtime=args.runtime, progress=False
     )
     paths_by_hash = dict(zip(frame.pixel_hash, frame.path))
     results = {}

@@ -1,6 +1,6 @@
-"""The features stage: streaming extraction into a content-keyed embedding store."""
+"""The features stage: threaded decoding, a fast inference runtime, a sharded content-keyed store."""
 
-from brainscan_exp.features.extract import FeatureExtractor, extract_embeddings
+from brainscan_exp.features.extract import Embedder, FeatureExtractor
 from brainscan_exp.features.store import EmbeddingStore, feature_key
 
-__all__ = ["EmbeddingStore", "FeatureExtractor", "extract_embeddings", "feature_key"]
+__all__ = ["Embedder", "EmbeddingStore", "FeatureExtractor", "feature_key"]

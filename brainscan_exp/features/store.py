@@ -1,16 +1,16 @@
-"""Embeddings keyed by content: (pixel hash) within a store keyed by (backbone, weights, preprocessing).
+"""Embeddings keyed by content: (pixel hash) within a store keyed by (backbone, weights,
+preprocessing, runtime, precision) and the code that computes them.
 
-Each extraction run appends one Parquet part written to a temporary name and renamed into place,
-so two jobs filling the same key at once never corrupt it; readers ignore duplicate hashes. A
-second run needing the same images reads them and computes nothing; a run needing new images
+A store is a folder of Parquet shards, each written under a unique temporary name and renamed into
+place (``artefacts.atomic_write``): a process killed at any moment loses at most the shard it was
+filling, two processes filling the same key never corrupt it, and readers ignore duplicate hashes.
+A second run needing the same images reads them and computes nothing; a run needing new images
 computes only those.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import uuid
 from pathlib import Path
 
@@ -19,13 +19,22 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-STORE_VERSION = 2  # bump when extraction or preprocessing code changes what an embedding is
+from brainscan_exp.artefacts import atomic_write, content_key
+
+# the code whose source defines what an embedding is: an edit to any of it starts a new store
+CODE = (
+    "brainscan_exp.data.images",
+    "brainscan_exp.preprocessing",
+    "brainscan_exp.models.backbones",
+    "brainscan_exp.features.decode",
+    "brainscan_exp.features.runtimes",
+    "brainscan_exp.features.store",
+)
 
 
 def feature_key(spec: dict) -> str:
-    """Stable digest of everything that changes an embedding."""
-    blob = json.dumps({"version": STORE_VERSION, **spec}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+    """Stable digest of everything that changes an embedding, code included."""
+    return content_key(spec, *CODE)
 
 
 class EmbeddingStore:
@@ -36,26 +45,19 @@ class EmbeddingStore:
         self.dir.mkdir(parents=True, exist_ok=True)
         meta = self.dir / "spec.json"
         if not meta.exists():
-            self._atomic_write_bytes(meta, json.dumps(spec, indent=2, sort_keys=True, default=str).encode())
+            atomic_write(meta, lambda tmp: tmp.write_text(json.dumps(spec, indent=2, sort_keys=True, default=str)))
 
-    @staticmethod
-    def _atomic_write_bytes(path: Path, data: bytes) -> None:
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-
-    def parts(self) -> list[Path]:
-        return sorted(self.dir.glob("part-*.parquet"))
+    def shards(self) -> list[Path]:
+        return sorted(self.dir.glob("shard-*.parquet"))
 
     def load(self, hashes: list[str] | None = None) -> dict[str, np.ndarray]:
         """pixel hash -> float32 vector, for the requested hashes that are stored."""
         wanted = set(hashes) if hashes is not None else None
         found: dict[str, np.ndarray] = {}
-        for part in self.parts():
-            table = pq.read_table(part)
+        for shard in self.shards():
+            table = pq.read_table(shard)
             col = table.column("vector").combine_chunks()
-            dim = col.type.list_size
-            vectors = col.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
+            vectors = col.flatten().to_numpy(zero_copy_only=False).reshape(-1, col.type.list_size)
             for h, v in zip(table.column("pixel_hash").to_pylist(), vectors):
                 if (wanted is None or h in wanted) and h not in found:
                     found[h] = v
@@ -63,19 +65,16 @@ class EmbeddingStore:
 
     def missing(self, hashes: list[str]) -> list[str]:
         have = set()
-        for part in self.parts():
-            have.update(pq.read_table(part, columns=["pixel_hash"]).column("pixel_hash").to_pylist())
+        for shard in self.shards():
+            have.update(pq.read_table(shard, columns=["pixel_hash"]).column("pixel_hash").to_pylist())
         return [h for h in dict.fromkeys(hashes) if h not in have]
 
-    def append(self, hashes: list[str], vectors: np.ndarray) -> Path:
+    def write_shard(self, hashes: list[str], vectors: np.ndarray) -> Path:
+        """Commit one shard atomically (unique name: concurrent writers never collide)."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         flat = pa.array(vectors.reshape(-1))
         table = pa.table({"pixel_hash": hashes, "vector": pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])})
-        path = self.dir / f"part-{uuid.uuid4().hex}.parquet"
-        tmp = path.with_name(f".{path.name}.tmp")
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-        return path
+        return atomic_write(self.dir / f"shard-{uuid.uuid4().hex}.parquet", lambda tmp: pq.write_table(table, tmp))
 
     def export(self, frame: pd.DataFrame, path: str | Path) -> Path:
         """Write ``frame`` (file, pixel_hash, split, label, ...) with its vectors as one Parquet file."""

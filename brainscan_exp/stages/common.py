@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from brainscan_exp.core.embed import embed
 from brainscan_exp.data.catalogue import Catalogue
 from brainscan_exp.data.splits import make_split
+from brainscan_exp.features.runtimes import runtime_info
 from brainscan_exp.features.store import EmbeddingStore
 from brainscan_exp.models.backbones import Backbone
 from brainscan_exp.preprocessing import MRIPreprocess
@@ -118,7 +119,10 @@ def prepare(cfg: DictConfig, tracker: MlflowRun, out_dir: Path) -> Prepared:
         vectors = {h: np.concatenate([vectors[h], more[h]]) for h in vectors}
         keys += more_keys
     tracker.set_tags({"feature_key": "+".join(keys)})
-    tracker.log_metrics({f"features/{k}": v for k, v in stats.items()})
+    tracker.log_metrics({f"features/{k}": v for k, v in stats.items() if isinstance(v, (int, float))})
+    tracker.log_params(
+        {f"features_resolved.{k}": v for k, v in runtime_info(stats["runtime"], stats["precision"]).items()}
+    )
     if cfg.get("dedup", {}).get("enabled", False):
         catalogue = with_near_copies(cfg, catalogue, vectors, store.key, tracker, out_dir)
     return Prepared(catalogue, backbone, model, mri, store, vectors)
