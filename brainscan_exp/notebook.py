@@ -15,11 +15,13 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from brainscan_exp.config import initialize_configs, set_project_root
+from brainscan_exp.console import quiet_hydra_startup
 
 
 def compose_config(overrides: list[str] | None = None, output_dir: str | Path | None = None) -> DictConfig:
     """The ``train`` config with ``overrides``, its output folder under ``logs/notebooks/``."""
     set_project_root()
+    quiet_hydra_startup()
     GlobalHydra.instance().clear()
     with initialize_configs():
         cfg = compose("train", overrides=list(overrides or []), return_hydra_config=True)

@@ -58,6 +58,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--backbone", default="tf_efficientnet_lite0")
     p.add_argument("--weights", default="imagenet")
+    p.add_argument("--preprocess", default="mri", help="conf/preprocess option (the package default: mri)")
     p.add_argument("--out-indices", type=int, nargs="+", default=[3], help="feature levels (conf/backbone: [3])")
     p.add_argument("--runtimes", nargs="+", default=RUNTIMES)
     p.add_argument("--stage-images", type=int, default=2000, help="images per end-to-end run (torch: a quarter)")
@@ -84,6 +85,16 @@ def _backbone(args):
     from brainscan_exp.models.backbones import Backbone
 
     return Backbone(args.backbone, args.weights, out_indices=args.out_indices)
+
+
+def _mri(args):
+    """The stage's MRI steps: the package default (``preprocess=mri``: head crop, percentile
+    intensity, CLAHE) unless ``--preprocess default`` (none)."""
+    from hydra.utils import instantiate
+
+    from brainscan_exp.notebook import compose_config
+
+    return instantiate(compose_config([f"preprocess={args.preprocess}"]).preprocess)
 
 
 def _median(values):
@@ -150,13 +161,12 @@ def agreement(embeddings: dict, labels) -> dict:
 def child(args) -> None:
     """One stage run in a fresh process (RSS, kill test); prints its stats after the marker."""
     from brainscan_exp.features import FeatureExtractor
-    from brainscan_exp.preprocessing import MRIPreprocess
 
     paths = ensure_bench_images(args.child_n, log=lambda *_: None)
     backbone = _backbone(args)
     model = backbone.build()
     extractor = FeatureExtractor(args.child_cache, progress=False)
-    store, stats = extractor.run(paths, backbone, MRIPreprocess(), model)
+    store, stats = extractor.run(paths, backbone, _mri(args), model)
     stats["peak_rss_mb"] = peak_rss_mb()
     stats["store_key"] = store.key
     print(CHILD_MARKER + json.dumps(stats), flush=True)
@@ -164,7 +174,17 @@ def child(args) -> None:
 
 def _child_cmd(args, kind: str, cache: Path, n: int) -> list[str]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--child-cache", str(cache)]
-    cmd += ["--child-n", str(n), "--backbone", args.backbone, "--weights", args.weights, "--out-indices"]
+    cmd += [
+        "--child-n",
+        str(n),
+        "--backbone",
+        args.backbone,
+        "--weights",
+        args.weights,
+        "--preprocess",
+        args.preprocess,
+    ]
+    cmd += ["--out-indices"]
     return cmd + [str(i) for i in args.out_indices]
 
 
@@ -198,7 +218,6 @@ def kill_test(args, work: Path) -> dict:
     import numpy as np
 
     from brainscan_exp.features import FeatureExtractor
-    from brainscan_exp.preprocessing import MRIPreprocess
 
     n = args.kill_images
     killed, clean = _with_exports(work, work / "kill_killed"), _with_exports(work, work / "kill_clean")
@@ -212,13 +231,13 @@ def kill_test(args, work: Path) -> dict:
     proc.communicate()
     backbone = _backbone(args)
     model = backbone.build()
-    store = FeatureExtractor(str(killed)).store_for(backbone, MRIPreprocess(), model)
+    store = FeatureExtractor(str(killed)).store_for(backbone, _mri(args), model)
     paths = ensure_bench_images(n, log=lambda *_: None)
     missing = store.missing(list(paths))
     rerun = subprocess.run(_child_cmd(args, "run", killed, n), stdout=subprocess.PIPE, text=True, cwd=PROJECT_ROOT)
     recomputed = _child_result(rerun.stdout)["n_computed"]
     subprocess.run(_child_cmd(args, "run", clean, n), stdout=subprocess.PIPE, text=True, cwd=PROJECT_ROOT, check=True)
-    reference = FeatureExtractor(str(clean)).store_for(backbone, MRIPreprocess(), model)
+    reference = FeatureExtractor(str(clean)).store_for(backbone, _mri(args), model)
     a, b = store.load(list(paths)), reference.load(list(paths))
     return {
         "n_images": n,
@@ -240,10 +259,9 @@ def main(argv=None) -> dict:
 
     from brainscan_exp.features import FeatureExtractor, runtimes
     from brainscan_exp.features.runtimes import COMPUTE_BATCH, runtime_info
-    from brainscan_exp.preprocessing import MRIPreprocess
 
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="bench_features_"))
-    backbone, mri = _backbone(args), MRIPreprocess()
+    backbone, mri = _backbone(args), _mri(args)
     model = backbone.build()
     labelled, labels, unlabelled = real_images(Path(args.data), args.unlabelled)
     real = labelled + unlabelled

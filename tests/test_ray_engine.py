@@ -110,3 +110,35 @@ def test_an_existing_ray_is_reused_and_a_failing_batch_raises(images, running_ra
     paths = dict(images)
     for hashes, block in shards.calls[before:]:
         np.testing.assert_array_equal(block, PixelStats()([paths[h] for h in hashes]) * 2.0)
+
+
+def _exported(cfg) -> dict[str, np.ndarray]:
+    import pandas as pd
+
+    from brainscan_exp.stages import features
+
+    features.run(cfg)
+    table = pd.read_parquet(f"{cfg.paths.output_dir}/features.parquet")
+    return {h: np.asarray(v, np.float32) for h, v in zip(table.pixel_hash, table.vector)}
+
+
+def test_features_task_on_ray_gives_the_local_vectors(train_cfg, tmp_path):
+    """``task=features features.engine=ray``: a local Ray started and stopped by the stage, the
+    default CPU runtime in each actor, and the local path's vectors within the runtime tolerance."""
+    runtime = "features.runtime=auto"  # debug=fast picks torch: here the default CPU runtime
+    local = _exported(train_cfg("task=features", runtime, f"features.cache_dir={tmp_path / 'local'}"))
+    on_ray = _exported(
+        train_cfg(
+            "task=features",
+            runtime,
+            "features.engine=ray",
+            "features.shard_size=16",
+            f"features.cache_dir={tmp_path / 'ray'}",
+        )
+    )
+    assert not ray.is_initialized(), "the stage's own Ray is shut down"
+    assert on_ray.keys() == local.keys()
+    rel = max(np.linalg.norm(on_ray[h] - local[h]) / np.linalg.norm(local[h]) for h in local)
+    assert rel < 1e-4, rel
+    shards = list((tmp_path / "ray").glob("*/shard-*.parquet"))
+    assert len(shards) >= len(local) // 16  # one committed shard per Ray result batch

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -87,29 +89,54 @@ class Catalogue:
         }
 
 
+INDEX_COLUMNS = ["path", "size", "mtime_ns", "pixel_hash", "byte_hash"]
+HASH_CHUNK = 20_000  # files hashed between two saves of the index: what a kill can lose
+
+
+def _hash_one(path: str) -> tuple[tuple[str, str] | None, str | None]:
+    try:
+        return (pixel_hash(load_image(path)), file_hash(path)), None
+    except BadImageError as exc:
+        return None, str(exc.__cause__ or exc)
+
+
 def _hash_files(frame: pd.DataFrame, cache_path: Path | None, on_bad_file: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Decode every file once to hash its pixels; hashes are cached by (path, size, mtime).
 
+    Decoding and hashing run on a thread pool (PIL and hashlib release the GIL), and the index is
+    saved every ``HASH_CHUNK`` files, so an interrupted indexing of millions of files resumes.
     Every file is checked before anything is raised, so one error lists every bad file; the
     hashes of the good ones are saved first, so the rerun after a fix decodes only what changed."""
     cached: dict[tuple[str, int, int], tuple[str, str]] = {}
     if cache_path is not None and cache_path.exists():
         old = pd.read_parquet(cache_path)
         cached = {(p, s, m): (ph, bh) for p, s, m, ph, bh in old.itertuples(index=False)}
-    rows, bad = [], []
+    keys = []
     for path in frame.path:
         stat = Path(path).stat()
-        key = (str(path), stat.st_size, stat.st_mtime_ns)
-        if key not in cached:
-            try:
-                cached[key] = (pixel_hash(load_image(path)), file_hash(path))
-            except BadImageError as exc:
-                bad.append({"path": str(path), "error": str(exc.__cause__ or exc)})
-                continue
-        rows.append((*key, *cached[key]))
-    index = pd.DataFrame(rows, columns=["path", "size", "mtime_ns", "pixel_hash", "byte_hash"])
-    if cache_path is not None:  # parallel jobs never read a half-written index
-        atomic_write(cache_path, lambda tmp: index.to_parquet(tmp, index=False))
+        keys.append((str(path), stat.st_size, stat.st_mtime_ns))
+    todo = [key for key in keys if key not in cached]
+    errors: dict[tuple[str, int, int], str] = {}
+
+    def save(rows) -> None:
+        if cache_path is not None:  # parallel jobs never read a half-written index
+            index = pd.DataFrame(rows, columns=INDEX_COLUMNS)
+            atomic_write(cache_path, lambda tmp: index.to_parquet(tmp, index=False))
+
+    with ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1))) as pool:
+        for start in range(0, len(todo), HASH_CHUNK):
+            chunk = todo[start : start + HASH_CHUNK]
+            for key, (hashes, error) in zip(chunk, pool.map(_hash_one, [k[0] for k in chunk])):
+                if hashes is None:
+                    errors[key] = error
+                else:
+                    cached[key] = hashes
+            if start + HASH_CHUNK < len(todo):
+                save([(*k, *v) for k, v in cached.items()])
+    rows = [(*key, *cached[key]) for key in keys if key in cached]
+    bad = [{"path": key[0], "error": errors[key]} for key in keys if key in errors]
+    index = pd.DataFrame(rows, columns=INDEX_COLUMNS)
+    save(rows)
     bad = pd.DataFrame(bad, columns=["path", "error"])
     if len(bad) and on_bad_file != "skip":
         listing = "\n  ".join(f"{p}: {e}" for p, e in bad.itertuples(index=False))

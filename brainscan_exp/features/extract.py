@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -62,6 +63,15 @@ class FeatureExtractor:
     fast_decode: bool = True
     progress: bool = True
     export: bool = True  # the training task also writes features.parquet in its run folder
+    engine: str = "local"  # local: this process | ray: a Ray Data actor pool (features/ray_engine.py)
+    ray_address: str | None = None  # None: a local Ray started and stopped here; "auto" / "ray://...": a cluster
+    ray_actors: int | None = None  # None: as many as the cluster's CPUs (or GPUs) hold
+    ray_cpus_per_actor: float = 1
+    ray_gpus_per_actor: float = 0
+
+    def __post_init__(self):
+        if self.engine not in {"local", "ray"}:
+            raise ValueError(f"features.engine must be local|ray, got {self.engine!r}")
 
     def resolve_device(self) -> torch.device:
         if self.device == "auto":
@@ -142,8 +152,11 @@ class FeatureExtractor:
         if not todo:
             log.info("features %s: all %d images cached", store.key, len(paths_by_hash))
             return store, stats
+        if self.engine == "ray":
+            return store, stats | self._run_on_ray(todo, paths_by_hash, backbone, mri, model, store)
         embedder = self.embedder(backbone, mri, model)
-        bar = tqdm(total=len(todo), unit="img", disable=not self.progress, desc=f"features ({runtime})")
+        # a bar on a terminal only: in a log file its redraws would be one endless line
+        bar = tqdm(total=len(todo), unit="img", disable=None if self.progress else True, desc=f"features ({runtime})")
         start = time.perf_counter()
         pending, done = [], 0
         try:
@@ -171,3 +184,25 @@ class FeatureExtractor:
             runtime,
         )
         return store, stats
+
+    def _run_on_ray(self, todo, paths_by_hash, backbone, mri, model, store) -> dict:
+        """The same embedder in every actor of a Ray pool; each result batch is a committed shard."""
+        from brainscan_exp.features.ray_engine import extract_with_ray
+
+        ray_stats = extract_with_ray(
+            [(h, paths_by_hash[h]) for h in todo],
+            partial(self.embedder, backbone, mri, model),
+            store.write_shard,
+            batch_size=self.shard_size,
+            num_actors=self.ray_actors,
+            cpus_per_actor=self.ray_cpus_per_actor,
+            gpus_per_actor=self.ray_gpus_per_actor,
+            address=self.ray_address,
+            progress=self.progress,
+        )
+        log.info("features %s: %d images on Ray (%.1f img/s)", store.key, len(todo), ray_stats["images_per_s"])
+        return {
+            "seconds": ray_stats["seconds"],
+            "images_per_s": ray_stats["images_per_s"],
+            "ray_actors": ray_stats["num_actors"],
+        }

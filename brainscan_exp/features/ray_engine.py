@@ -54,7 +54,7 @@ def _quiet_ray_data(progress: bool) -> None:
     ctx.print_on_execution_start = progress
     ctx.enable_auto_log_stats = False
     if not progress:
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        logging.getLogger("ray.data").setLevel(logging.ERROR)  # incl. "progress bars disabled"
 
 
 def _connect(address: str | None, progress: bool) -> bool:
@@ -66,7 +66,8 @@ def _connect(address: str | None, progress: bool) -> bool:
         return False
     quiet = {"include_dashboard": False, "log_to_driver": progress, "ignore_reinit_error": True}
     if not progress:
-        quiet["logging_level"] = logging.WARNING
+        quiet["logging_level"] = logging.ERROR
+        logging.getLogger("ray").setLevel(logging.ERROR)  # its start-up notices are not the job's events
     if address is not None:  # "auto" (a node of the cluster) or "ray://head:10001" (Ray Client)
         ray.init(address=address, **{k: v for k, v in quiet.items() if k != "include_dashboard"})
         return False  # someone else's cluster: never shut it down

@@ -42,6 +42,11 @@ CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "am
 
 
 def cpu_count() -> int:
+    """The cores this process may use: its CPU affinity, or the thread budget a scheduler set
+    (Ray gives each actor ``OMP_NUM_THREADS`` = its CPUs, as SLURM setups often do)."""
+    budget = os.environ.get("OMP_NUM_THREADS", "")
+    if budget.isdigit() and int(budget) > 0:
+        return int(budget)
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
@@ -189,9 +194,7 @@ class OpenVinoRuntime:
     """OpenVINO on CPU, static batch shape, ``OPENVINO_HINT``; as many requests in flight as the
     hint's streams, run asynchronously so the caller's decoding overlaps inference."""
 
-    def __init__(
-        self, onnx_path: Path, batch_shape: tuple[int, ...], precision: str = "fp32", hint: str = "THROUGHPUT"
-    ):
+    def __init__(self, onnx_path: Path, batch_shape: tuple[int, ...], precision: str = "fp32", hint: str | None = None):
         import openvino as ov
 
         core = ov.Core()
@@ -201,6 +204,7 @@ class OpenVinoRuntime:
         config = {
             "PERFORMANCE_HINT": hint or OPENVINO_HINT,
             "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+            "INFERENCE_NUM_THREADS": cpu_count(),
         }
         self.compiled = core.compile_model(model, "CPU", config)
         self.n_requests = self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")

@@ -79,9 +79,11 @@ class EmbeddingStore:
     def export(self, frame: pd.DataFrame, path: str | Path) -> Path:
         """Write ``frame`` (file, pixel_hash, split, label, ...) with its vectors as one Parquet file."""
         vectors = self.load(frame.pixel_hash.tolist())
-        out = frame.copy()
-        out["vector"] = [vectors[h].tolist() for h in out.pixel_hash]
+        block = np.stack([vectors[h] for h in frame.pixel_hash]) if len(frame) else np.zeros((0, 1), np.float32)
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        # one fixed-size-list column built from the stacked block: no per-vector Python lists
+        column = pa.FixedSizeListArray.from_arrays(pa.array(block.reshape(-1)), block.shape[1])
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        out.to_parquet(path, index=False)
+        pq.write_table(table.append_column("vector", column), path)
         return path

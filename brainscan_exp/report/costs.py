@@ -14,12 +14,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import stats
 
-RATE_KEYS = ("stage_images_per_s", "images_per_s", "model_only_images_per_s")
-
 
 @dataclass(frozen=True)
 class Throughput:
-    """Images per second per CPU core of the fastest measured runtime, and the JPEG decode rate."""
+    """Images per second per CPU core of the stage's default runtime, and the JPEG decode rate."""
 
     runtime: str
     images_per_s: float  # on the measuring machine
@@ -32,41 +30,20 @@ class Throughput:
         return self.images_per_s / max(self.cores, 1)
 
 
-def _rate(entry) -> float | None:
-    if isinstance(entry, int | float):
-        return float(entry)
-    if isinstance(entry, dict):
-        for key in RATE_KEYS:
-            if isinstance(entry.get(key), int | float):
-                return float(entry[key])
-    return None
-
-
 def read_throughput(bench: dict) -> Throughput:
-    """Reads ``bench_features.json`` defensively: per-runtime rates (``runtimes`` as
-    ``{name: {...}}`` or ``[{"runtime": name, ...}]``) when present, the fastest of them; otherwise
-    the torch stage rate of the original benchmark."""
-    cores = int(bench.get("env", {}).get("cpu_affinity") or bench.get("env", {}).get("cpu_count") or 1)
-    decode = bench.get("diagnostics", {}).get("decode", {}).get("images_per_s_one_thread")
-    runtimes = bench.get("runtimes") or bench.get("per_runtime") or {}
-    if isinstance(runtimes, list):  # [{"runtime": name, "images_per_s": ...}, ...]
-        runtimes = {
-            str(e.get("runtime") or e.get("name") or i): e for i, e in enumerate(runtimes) if isinstance(e, dict)
-        }
-    rates = {name: _rate(entry) for name, entry in runtimes.items()} if isinstance(runtimes, dict) else {}
-    rates = {k: v for k, v in rates.items() if v}
-    if rates:
-        best = max(rates, key=rates.get)
-        runtime, rate, source = best, rates[best], f"runtimes.{best}"
-    else:
-        rate = _rate(bench)
-        if rate is None:
-            raise ValueError(f"bench_features.json has no throughput field (looked for runtimes.* and {RATE_KEYS})")
-        runtime = bench.get("runtime", "torch")
-        source = next(k for k in RATE_KEYS if isinstance(bench.get(k), int | float))
-    if not decode:  # older files: decoding is not the bottleneck on CPU, assume 10x the model rate
-        decode = 10 * rate / cores
-    return Throughput(runtime, float(rate), cores, float(decode), source)
+    """The end-to-end stage rate (JPEG files to store) of the default CPU runtime, i.e. the fastest
+    runtime that agrees with torch fp32, from ``scripts/bench_features.py``'s JSON."""
+    try:
+        runtime = f"{bench['default_runtime']}/fp32"
+        rate = float(bench["runtimes"][runtime]["stage_images_per_s"])
+        cores = int(bench["env"].get("cpu_affinity") or bench["env"]["cpu_count"])
+        decode_ms = float(bench["draft_decode"]["decode_ms_per_image_one_thread"]["draft_2x"])
+    except (KeyError, TypeError) as exc:
+        raise ValueError(
+            f"bench_features.json lacks {exc} (default_runtime, runtimes.<rt>/fp32.stage_images_per_s, "
+            "env.cpu_affinity, draft_decode): rerun `python scripts/bench_features.py`"
+        ) from exc
+    return Throughput(runtime, rate, cores, 1000.0 / decode_ms, f"runtimes.{runtime}.stage_images_per_s")
 
 
 @dataclass(frozen=True)
@@ -94,7 +71,7 @@ def options(throughput: Throughput, cost_cfg) -> list[Option]:
     ray = cost_cfg["ray"]
     k = int(ray["nodes"])
     return [
-        Option(f"cpu_node_{throughput.runtime}", node_rate, cpu["eur_per_hour"]),
+        Option(f"cpu_node_{throughput.runtime.split('/')[0]}", node_rate, cpu["eur_per_hour"]),
         Option("gpu", gpu_rate, gpu["eur_per_hour"]),
         Option(
             f"ray_{k}_nodes",

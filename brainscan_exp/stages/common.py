@@ -11,12 +11,14 @@ import numpy as np
 import pandas as pd
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from brainscan_exp.artefacts import content_key
 from brainscan_exp.core.embed import embed
 from brainscan_exp.data.catalogue import Catalogue
 from brainscan_exp.data.splits import make_split
 from brainscan_exp.features.runtimes import runtime_info
+from brainscan_exp.features.shared import extract_once
 from brainscan_exp.features.store import EmbeddingStore
 from brainscan_exp.models.backbones import Backbone
 from brainscan_exp.preprocessing import MRIPreprocess
@@ -110,14 +112,26 @@ def prepare(cfg: DictConfig, tracker: MlflowRun, out_dir: Path) -> Prepared:
     mri: MRIPreprocess = instantiate(cfg.preprocess)
     extractor = instantiate(cfg.features)
     paths_by_hash = dict(zip(catalogue.files.pixel_hash, catalogue.files.path))
-    store, stats = extractor.run(paths_by_hash, backbone, mri, model)
-    vectors = store.load(list(paths_by_hash))
-    extra = [instantiate(b) for b in cfg.get("embedding", {}).get("extra_backbones", [])]
-    keys = [store.key]
-    if extra:  # concatenated after the main backbone's vectors
-        more, more_keys = embed(paths_by_hash, extra, mri, extractor)
-        vectors = {h: np.concatenate([vectors[h], more[h]]) for h in vectors}
-        keys += more_keys
+    extra_cfg = cfg.get("embedding", {}).get("extra_backbones", [])
+
+    def embed_all():
+        store, stats = extractor.run(paths_by_hash, backbone, mri, model)
+        vectors, keys = store.load(list(paths_by_hash)), [store.key]
+        if extra_cfg:  # concatenated after the main backbone's vectors
+            more, more_keys = embed(paths_by_hash, [instantiate(b) for b in extra_cfg], mri, extractor)
+            vectors = {h: np.concatenate([vectors[h], more[h]]) for h in vectors}
+            keys += more_keys
+        return store, stats, vectors, keys
+
+    # under DDP every rank runs this: rank 0 embeds, the others wait for its mark, then read the store
+    done = content_key(
+        {
+            "store": extractor.store_for(backbone, mri, model).key,
+            "extra": OmegaConf.to_container(extra_cfg) if extra_cfg else [],
+            "data": catalogue.fingerprint,
+        }
+    )
+    store, stats, vectors, keys = extract_once(embed_all, Path(extractor.cache_dir) / "done" / done)
     tracker.set_tags({"feature_key": "+".join(keys)})
     tracker.log_metrics({f"features/{k}": v for k, v in stats.items() if isinstance(v, (int, float))})
     tracker.log_params(
