@@ -3,10 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
+# -qq: pip prints errors only (no build-backend notices in the quick start's output)
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install -qq --upgrade pip
+	$(PY) -m pip install -qq -e ".[dev]"
 	touch $@
 
 .PHONY: setup run test test-slow test-all lint format ui demo-runs report notebooks test-notebooks cost-model label-efficiency
