@@ -118,9 +118,8 @@ def _hash_files(frame: pd.DataFrame, cache_path: Path | None, on_bad_file: str) 
     todo = [key for key in keys if key not in cached]
     errors: dict[tuple[str, int, int], str] = {}
 
-    def save(rows) -> None:
+    def save(index: pd.DataFrame) -> None:
         if cache_path is not None:  # parallel jobs never read a half-written index
-            index = pd.DataFrame(rows, columns=INDEX_COLUMNS)
             atomic_write(cache_path, lambda tmp: index.to_parquet(tmp, index=False))
 
     with ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1))) as pool:
@@ -132,11 +131,11 @@ def _hash_files(frame: pd.DataFrame, cache_path: Path | None, on_bad_file: str) 
                 else:
                     cached[key] = hashes
             if start + HASH_CHUNK < len(todo):
-                save([(*k, *v) for k, v in cached.items()])
+                save(pd.DataFrame([(*k, *v) for k, v in cached.items()], columns=INDEX_COLUMNS))
     rows = [(*key, *cached[key]) for key in keys if key in cached]
     bad = [{"path": key[0], "error": errors[key]} for key in keys if key in errors]
     index = pd.DataFrame(rows, columns=INDEX_COLUMNS)
-    save(rows)
+    save(index)
     bad = pd.DataFrame(bad, columns=["path", "error"])
     if len(bad) and on_bad_file != "skip":
         listing = "\n  ".join(f"{p}: {e}" for p, e in bad.itertuples(index=False))

@@ -85,12 +85,7 @@ class FeatureExtractor:
 
     def spec(self, backbone: Backbone, digest: str, mri: MRIPreprocess) -> dict:
         return {
-            "backbone": backbone.name,
-            "weights_digest": digest,
-            "grey_mode": backbone.grey_mode,
-            "out_indices": backbone.out_indices,
-            "pooling": backbone.pooling,
-            "tta": backbone.tta,
+            **backbone.identity(digest),
             "data_config": backbone.data_config,
             "mri": mri.as_dict(),
             "fast_decode": self.fast_decode,

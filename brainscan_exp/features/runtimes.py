@@ -95,12 +95,7 @@ def check_precision(runtime: str, precision: str, device: torch.device) -> None:
 def export_spec(backbone: Backbone, digest: str) -> dict:
     """What the exported graph depends on (preprocessing is not in the graph)."""
     return {
-        "backbone": backbone.name,
-        "weights_digest": digest,
-        "grey_mode": backbone.grey_mode,
-        "out_indices": backbone.out_indices,
-        "pooling": backbone.pooling,
-        "tta": backbone.tta,
+        **backbone.identity(digest),
         "input_size": list(backbone.data_config["input_size"]),
         "opset": ONNX_OPSET,
         "torch": torch.__version__,

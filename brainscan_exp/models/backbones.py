@@ -285,6 +285,18 @@ class Backbone:
             )
         return FeatureLevelPooling(model, self.out_indices, self.pooling)
 
+    def identity(self, digest: str) -> dict:
+        """What fixes the network an embedding comes from (``digest``: its weights): the key shared by
+        the embedding store and the exported runtime models."""
+        return {
+            "backbone": self.name,
+            "weights_digest": digest,
+            "grey_mode": self.grey_mode,
+            "out_indices": self.out_indices,
+            "pooling": self.pooling,
+            "tta": self.tta,
+        }
+
     @staticmethod
     def digest(model: nn.Module) -> str:
         """Content hash of the weights: the cache key changes whenever the weights do."""

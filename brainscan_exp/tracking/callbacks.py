@@ -15,9 +15,12 @@ from brainscan_exp.tracking.ranks import is_rank_zero
 
 class MlflowExperimentCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if is_rank_zero():
-            ensure_experiment(config.logger.tracking_uri, config.logger.experiment_name)
+        self._ensure(config)
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._ensure(config)
+
+    @staticmethod
+    def _ensure(config: DictConfig) -> None:
         if is_rank_zero():
             ensure_experiment(config.logger.tracking_uri, config.logger.experiment_name)
