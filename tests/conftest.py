@@ -51,3 +51,21 @@ def train_cfg(tmp_path, shared_cache):
 
     yield make
     GlobalHydra.instance().clear()
+
+
+def run_multirun(tmp_path: Path, cache_dir: Path, *overrides: str):
+    """``python -m brainscan_exp -m debug=fast <overrides>`` in a subprocess, writing under
+    ``tmp_path``; returns the finished process and the MLflow runs it left."""
+    import subprocess
+    import sys
+
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    cmd = [sys.executable, "-m", "brainscan_exp", "-m", "debug=fast", f"paths.cache_dir={cache_dir}"]
+    cmd += [f"paths.log_dir={tmp_path / 'logs'}", f"logger.tracking_uri={uri}", *overrides]
+    proc = subprocess.run(cmd, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=900)
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("brainscan")
+    runs = client.search_runs([experiment.experiment_id]) if experiment else []
+    return proc, runs

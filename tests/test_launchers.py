@@ -9,8 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import PROJECT_ROOT
-from mlflow.tracking import MlflowClient
+from conftest import PROJECT_ROOT, run_multirun
 
 from brainscan_exp.data.demo import make_demo_dataset
 
@@ -31,31 +30,12 @@ def demo_cache(shared_cache):
     return shared_cache
 
 
-def _sweep(tmp_path, cache, *overrides):
-    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-    cmd = [
-        sys.executable,
-        "-m",
-        "brainscan_exp",
-        "-m",
-        "debug=fast",
-        "dedup.enabled=false",
-        f"paths.cache_dir={cache}",
-        f"paths.log_dir={tmp_path / 'logs'}",
-        f"logger.tracking_uri={uri}",
-        *overrides,
-    ]
-    proc = subprocess.run(cmd, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=900)
-    client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name("brainscan")
-    runs = client.search_runs([experiment.experiment_id]) if experiment else []
-    return proc, runs
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not _have("hydra_plugins.hydra_submitit_launcher"), reason="hydra-submitit-launcher missing")
 def test_slurm_config_runs_through_submitits_local_executor(tmp_path, demo_cache):
-    proc, runs = _sweep(tmp_path, demo_cache, "hydra/launcher=slurm_local", "regime=sup,knn")
+    proc, runs = run_multirun(
+        tmp_path, demo_cache, "dedup.enabled=false", "hydra/launcher=slurm_local", "regime=sup,knn"
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(r.data.tags["regime"] for r in runs) == ["knn", "sup"]
     assert {r.info.status for r in runs} == {"FINISHED"}
@@ -68,9 +48,10 @@ def test_slurm_config_runs_through_submitits_local_executor(tmp_path, demo_cache
 @pytest.mark.slow
 @pytest.mark.skipif(not _have("ray"), reason="ray missing")
 def test_ray_launcher_runs_every_job_and_survives_a_failing_one(tmp_path, demo_cache):
-    proc, runs = _sweep(
+    proc, runs = run_multirun(
         tmp_path,
         demo_cache,
+        "dedup.enabled=false",
         "hydra/launcher=ray",
         "hydra.launcher.init.num_cpus=2",
         "regime=sup",

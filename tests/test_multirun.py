@@ -2,37 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
-from conftest import PROJECT_ROOT
-from mlflow.tracking import MlflowClient
-
-
-def _multirun(tmp_path, cache, *overrides):
-    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-    cmd = [
-        sys.executable,
-        "-m",
-        "brainscan_exp",
-        "-m",
-        "debug=fast",
-        f"paths.cache_dir={cache}",
-        f"paths.log_dir={tmp_path / 'logs'}",
-        f"logger.tracking_uri={uri}",
-        *overrides,
-    ]
-    proc = subprocess.run(cmd, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=900)
-    client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name("brainscan")
-    runs = client.search_runs([experiment.experiment_id]) if experiment else []
-    return proc, runs
+from conftest import run_multirun
 
 
 @pytest.mark.slow
 def test_two_by_two_sweep_writes_four_runs(tmp_path, shared_cache):
-    proc, runs = _multirun(
+    proc, runs = run_multirun(
         tmp_path, shared_cache, "regime=sup,semi", "backbone=tf_efficientnet_lite0,tf_efficientnet_lite1"
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -47,7 +23,7 @@ def test_two_by_two_sweep_writes_four_runs(tmp_path, shared_cache):
 
 @pytest.mark.slow
 def test_failed_job_is_recorded_and_the_sweep_goes_on(tmp_path, shared_cache):
-    proc, runs = _multirun(tmp_path, shared_cache, "regime=sup", "backbone.weights=imagenet,/missing/ckpt.pth")
+    proc, runs = run_multirun(tmp_path, shared_cache, "regime=sup", "backbone.weights=imagenet,/missing/ckpt.pth")
     assert proc.returncode != 0  # Hydra reports the failure once every job has run
     assert "/missing/ckpt.pth" in proc.stderr
     assert sorted(r.info.status for r in runs) == ["FAILED", "FINISHED"]
