@@ -14,6 +14,7 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import timm.data
 import torch
@@ -65,34 +66,79 @@ class MRIPreprocess:
         return int(round(cx - half)), int(round(cy - half)), int(round(cx + half)), int(round(cy + half))
 
     def __call__(self, img: Image.Image, work_size: int | None = None) -> Image.Image:
-        """Greyscale PIL image in, greyscale PIL image out. With ``work_size``, the intensity steps
-        run after downscaling to that short side (the model's resize target): same result for the
-        model, several times less work for CLAHE."""
+        """Greyscale PIL image in, greyscale PIL image out (``apply`` on its pixels)."""
         img = img.convert("L")
         if self.is_identity:
             return img
-        if self.head_crop:
-            img = img.crop(self.head_box(np.asarray(img)))  # PIL pads out-of-bounds areas with black
-        if work_size and min(img.size) > work_size:
-            scale = work_size / min(img.size)
-            img = img.resize((round(img.width * scale), round(img.height * scale)), Image.Resampling.BICUBIC)
-        arr = np.asarray(img)
-        if self.intensity == "percentile":
-            lo, hi = _percentiles_uint8(arr, self.percentiles)
-            lut = np.clip((np.arange(256, dtype=np.float32) - lo) / max(hi - lo, 1.0), 0, 1)
-            arr = (lut * 255).round().astype(np.uint8)[arr]
-        if self.equalize == "hist":
-            return ImageOps.equalize(Image.fromarray(arr))
-        if self.equalize == "clahe":
-            import cv2
+        return Image.fromarray(self.apply(np.asarray(img), work_size))
 
-            arr = cv2.createCLAHE(clipLimit=self.clahe_clip, tileGridSize=(8, 8)).apply(np.ascontiguousarray(arr))
-        return Image.fromarray(arr)
+    def apply(self, grey: np.ndarray, work_size: int | None = None) -> np.ndarray:
+        """uint8 (H, W) in and out. With ``work_size``, the intensity steps run after downscaling
+        to that short side (the model's resize target): same result for the model, several times
+        less work for CLAHE."""
+        if self.is_identity:
+            return grey
+        if self.head_crop:
+            box = self.head_box(grey)
+            side = min(box[2] - box[0], box[3] - box[1])
+            grey = resize_box(grey, box, work_size) if work_size and side > work_size else crop_padded(grey, box)
+        elif work_size and min(grey.shape) > work_size:
+            grey = resize_box(grey, (0, 0, grey.shape[1], grey.shape[0]), work_size)
+        if self.intensity == "percentile":
+            lo, hi = _percentiles_uint8(grey, self.percentiles)
+            lut = np.clip((np.arange(256, dtype=np.float32) - lo) / max(hi - lo, 1.0), 0, 1)
+            grey = cv2.LUT(grey, (lut * 255).round().astype(np.uint8))
+        if self.equalize == "hist":
+            return np.asarray(ImageOps.equalize(Image.fromarray(grey)))
+        if self.equalize == "clahe":
+            grey = cv2.createCLAHE(clipLimit=self.clahe_clip, tileGridSize=(8, 8)).apply(np.ascontiguousarray(grey))
+        return grey
+
+
+def crop_padded(grey: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """``grey[top:bottom, left:right]``, black where the box leaves the image (as PIL's ``crop``)."""
+    left, top, right, bottom = box
+    h, w = grey.shape
+    pads = (max(-top, 0), max(bottom - h, 0), max(-left, 0), max(right - w, 0))
+    inside = grey[max(top, 0) : min(bottom, h), max(left, 0) : min(right, w)]
+    if not any(pads):
+        return inside
+    return cv2.copyMakeBorder(np.ascontiguousarray(inside), *pads, cv2.BORDER_CONSTANT, value=0)
+
+
+def resize_box(grey: np.ndarray, box: tuple[int, int, int, int], size: int) -> np.ndarray:
+    """The ``box`` (left, top, right, bottom) of ``grey`` with its short side downscaled to ``size``,
+    black where the box leaves the image: only the part inside the image is resized, straight from
+    a view of it (no padded copy at full resolution)."""
+    left, top, right, bottom = box
+    scale = size / min(right - left, bottom - top)
+    out = np.zeros((round((bottom - top) * scale), round((right - left) * scale)), np.uint8)
+    h, w = grey.shape
+    x0, y0, x1, y1 = max(left, 0), max(top, 0), min(right, w), min(bottom, h)
+    dx0, dy0 = round((x0 - left) * scale), round((y0 - top) * scale)
+    dx1, dy1 = min(round((x1 - left) * scale), out.shape[1]), min(round((y1 - top) * scale), out.shape[0])
+    if dx1 > dx0 and dy1 > dy0:
+        out[dy0:dy1, dx0:dx1] = downscale(grey[y0:y1, x0:x1], (dx1 - dx0, dy1 - dy0))
+    return out
+
+
+def downscale(grey: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``grey`` resized down to ``size`` (width, height), antialiased: bicubic to twice the target,
+    then a 2x2 box average (after an integer box reduction when the source is 4x larger or more).
+    Against PIL's antialiased bicubic: mean |difference| 0.3 grey levels, a third of the cost
+    (``scripts/bench_features.py``, ``resize`` table)."""
+    w, h = size
+    k = int(min(grey.shape[0] / h, grey.shape[1] / w) / 2)
+    if k >= 2:
+        grey = cv2.resize(grey, (grey.shape[1] // k, grey.shape[0] // k), interpolation=cv2.INTER_AREA)
+    grey = cv2.resize(grey, (2 * w, 2 * h), interpolation=cv2.INTER_CUBIC)
+    return cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
 
 
 def _percentiles_uint8(arr: np.ndarray, percentiles: tuple[float, float]) -> tuple[int, int]:
     """Percentiles of a uint8 image from its histogram: ~20x faster than np.percentile."""
-    cdf = np.cumsum(np.bincount(arr.ravel(), minlength=256)) / arr.size
+    counts = cv2.calcHist([np.ascontiguousarray(arr)], [0], None, [256], [0, 256]).ravel()
+    cdf = np.cumsum(counts, dtype=np.float64) / arr.size
     lo, hi = (int(np.searchsorted(cdf, q / 100.0)) for q in percentiles)
     return lo, hi
 
@@ -107,29 +153,35 @@ class GreyEvalTransform:
         self.size = data_config["input_size"][-1]
         self.scale_size = math.floor(self.size / data_config["crop_pct"])
         self.resample = timm.data.transforms.str_to_pil_interp(data_config["interpolation"])
-        self.mean = np.asarray(data_config["mean"], np.float32)[:, None, None]
-        self.std = np.asarray(data_config["std"], np.float32)[:, None, None]
+        mean = np.asarray(data_config["mean"], np.float32)[:, None]
+        std = np.asarray(data_config["std"], np.float32)[:, None]
+        # one (256,) table per channel: uint8 -> (v / 255 - mean) / std, the same float32 ops
+        # as ToTensor + Normalize, looked up instead of computed per pixel
+        self.luts = (np.arange(256, dtype=np.float32)[None] / 255.0 - mean) / std
         if data_config.get("crop_mode", "center") != "center":
             raise ValueError(f"crop_mode {data_config['crop_mode']!r} is not supported; use center")
 
-    def __call__(self, grey: Image.Image) -> torch.Tensor:
+    def __call__(self, grey: Image.Image | np.ndarray) -> torch.Tensor:
         return torch.from_numpy(self.array(grey))
 
-    def array(self, grey: Image.Image, out: np.ndarray | None = None) -> np.ndarray:
+    def array(self, grey: Image.Image | np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """The (C, H, W) float32 model input; written into ``out`` when given (a row of a batch)."""
-        w, h = grey.size
+        arr = np.asarray(grey)
+        h, w = arr.shape
         scale = self.scale_size / min(w, h)
         new = (
             (self.scale_size, max(self.scale_size, int(h * scale)))
             if w <= h
             else (max(self.scale_size, int(w * scale)), self.scale_size)
         )
-        img = grey.resize(new, self.resample)
+        if new != (w, h):  # PIL's resize of an image to its own size is a copy: skip it
+            arr = np.asarray(Image.fromarray(arr).resize(new, self.resample))
         left, top = int(round((new[0] - self.size) / 2.0)), int(round((new[1] - self.size) / 2.0))
-        arr = np.asarray(img.crop((left, top, left + self.size, top + self.size)), np.float32) / 255.0
+        arr = np.ascontiguousarray(arr[top : top + self.size, left : left + self.size])
         if out is None:
-            out = np.empty((len(self.mean), self.size, self.size), np.float32)
-        np.divide(arr[None] - self.mean, self.std, out=out, casting="unsafe")
+            out = np.empty((len(self.luts), self.size, self.size), np.float32)
+        for channel, lut in zip(out, self.luts):
+            channel[...] = cv2.LUT(arr, lut)
         return out
 
 
@@ -176,27 +228,34 @@ class ImageTransform:
         )
         size = data_config["input_size"][-1]
         self.work_size = int(size / data_config["crop_pct"])
-        # JPEG draft mode: decode the luma channel only, DCT-downscaled to no less than twice the
-        # resize target. Twice, not once: DCT downscaling straight to the target moved embeddings
-        # by 7 % (median, real 512 px slices) against PIL's antialiased resize; at twice the
-        # target the resize still does the last, antialiased step (scripts/bench_features.py)
+        # JPEG draft mode: decode the luma channel only (half the decoding cost of RGB + convert,
+        # the same pixels to +-2 grey levels on one pixel in millions), DCT-downscaled to no less
+        # than twice the resize target. Twice, not once: DCT downscaling straight to the target
+        # moved embeddings by 7 % (median, real 512 px slices) against an antialiased resize; at
+        # twice the target the resize still does the last, antialiased step. The head crop needs
+        # the full resolution of the box, so it gets luma only (scripts/bench_features.py)
+        self.fast_decode = fast_decode
         self.draft_size = 2 * self.work_size if fast_decode and not self.mri.head_crop else None
 
-    def load(self, path: str | Path) -> Image.Image:
-        if self.draft_size is not None:
+    def load_array(self, path: str | Path) -> np.ndarray:
+        """Decoded greyscale slice after the MRI steps, uint8 (H, W)."""
+        if self.fast_decode:
             try:
                 with Image.open(path) as img:
-                    img.draft("L", (self.draft_size, self.draft_size))
+                    img.draft("L", (self.draft_size,) * 2 if self.draft_size else img.size)
                     img.load()
-                    grey = img.convert("L")
+                    grey = np.asarray(img.convert("L"))
             except OSError:
-                grey = load_image(path, "L")  # raises the error that names the file
+                grey = np.asarray(load_image(path, "L"))  # raises the error that names the file
         else:
-            grey = load_image(path, "L")
-        return self.mri(grey, work_size=self.work_size)
+            grey = np.asarray(load_image(path, "L"))
+        return self.mri.apply(grey, work_size=self.work_size)
+
+    def load(self, path: str | Path) -> Image.Image:
+        return Image.fromarray(self.load_array(path))
 
     def __call__(self, path: str | Path) -> torch.Tensor:
-        img = self.load(path)
         if self.grey_eval is not None:
-            return self.grey_eval(img)
+            return self.grey_eval(self.load_array(path))
+        img = self.load(path)
         return self.transform(img.convert("RGB") if self.channels == 3 else img)

@@ -30,13 +30,12 @@ if str(PROJECT_ROOT) not in sys.path:  # run from anywhere without an installed 
 
 
 def env_info() -> dict:
+    import cv2
     import numpy as np
     import PIL
     import timm
     import torch
     from PIL import features as pil_features
-
-    from brainscan_exp.features.runtimes import COMPUTE_BATCH
 
     try:
         affinity = len(os.sched_getaffinity(0))
@@ -52,6 +51,7 @@ def env_info() -> dict:
         "timm": timm.__version__,
         "numpy": np.__version__,
         "pillow": PIL.__version__,
+        "opencv": cv2.__version__,
         "libjpeg_turbo": bool(pil_features.check_feature("libjpeg_turbo")),
         "cpu_count": os.cpu_count(),
         "cpu_affinity": affinity,
@@ -60,7 +60,6 @@ def env_info() -> dict:
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
         "MKL_NUM_THREADS": os.environ.get("MKL_NUM_THREADS"),
         "cuda_available": torch.cuda.is_available(),
-        "compute_batch": COMPUTE_BATCH,
     }
 
 

@@ -2,10 +2,19 @@
 
 What it measures, and why:
 - ``model_only_images_per_s``: the runtime alone on pre-decoded batches of 32 real images, fed as
-  the stage feeds it (fixed COMPUTE_BATCH shapes), after warm-up: the best this machine can do;
+  the stage feeds it (its fixed compute-batch shapes), after warm-up: the best this machine can do;
 - ``stage_images_per_s``: ``FeatureExtractor.run`` end to end (JPEG files -> threaded decoding ->
   runtime -> committed shards) on generated 512x512 slices, fresh store, export already cached;
   ``ratio`` = stage / model-only says what the input pipeline costs (bar >= 0.85);
+- ``real_images``: the same on the real collections (the brief's 1,410 distinct images and
+  ``brain_mri_oc``'s 1,506) with the default runtime, each repeat paired with a model-only run, as
+  this shared machine's speed drifts by +-10 % within minutes. Generated slices are noisier than
+  real ones (about 114 KB per JPEG against 24 and 46 KB), so they cost more to decode;
+- ``compute_batch`` and ``stem_fold``: the default runtime at 2, 4 and 8 images per forward, and
+  with the greyscale stem folded or not (model-only, the brief's images end to end, and how far the
+  folded embeddings move);
+- ``resize``: the MRI steps' downscaling (``preprocessing.downscale``) against PIL's antialiased
+  bicubic on the real head crops: time per image and mean |difference| in grey levels;
 - ``agreement``: embeddings of the real images (labelled + some unlabelled) against torch fp32:
   max over images of ||a - b|| / ||b|| (bar 1e-4), and the labelled set's 5x5 repeated stratified
   CV ROC-AUC (``probe_cv_auc.cv_auc``: same folds for every runtime);
@@ -69,6 +78,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--decode-threads", type=int, nargs="+", default=[1, 2], help="swept on the default runtime")
     p.add_argument("--quick", action="store_true", help="small sizes, one repeat, no RSS and kill test")
     p.add_argument("--data", default=str(REAL_DATA), help="real images: avec_labels/{cancer,normal}, sans_label")
+    p.add_argument("--data-second", default=str(REAL_DATA.parent / "brain_mri_oc"), help="a second real collection")
+    p.add_argument("--compute-batches", type=int, nargs="+", default=[2, 4, 8], help="swept on the default runtime")
     p.add_argument("--work-dir", default=None, help="stores and exports (default: a temp folder, removed)")
     p.add_argument("--out", default=str(RESULTS_DIR / "bench_features.json"))
     p.add_argument("--child", choices=["rss", "run"], default=None, help=argparse.SUPPRESS)
@@ -77,7 +88,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:
         args.stage_images, args.repeats, args.unlabelled = 256, 1, 50
-        args.sizes, args.kill_images, args.decode_threads = [], 0, []
+        args.sizes, args.kill_images, args.decode_threads, args.compute_batches = [], 0, [], []
     return args
 
 
@@ -113,9 +124,8 @@ def real_images(root: Path, n_unlabelled: int) -> tuple[list[str], list[int], li
 
 def model_only(embedder, batch, repeats: int, rounds: int = 6) -> float:
     """Images/s of the runtime alone on a pre-decoded batch, cut as the stage cuts it."""
-    from brainscan_exp.features.runtimes import COMPUTE_BATCH
-
-    chunks = [batch[i : i + COMPUTE_BATCH] for i in range(0, len(batch), COMPUTE_BATCH)]
+    size = embedder.batch
+    chunks = [batch[i : i + size] for i in range(0, len(batch), size)]
     for _ in embedder.runtime.infer(chunks):  # warm-up
         pass
     rates = []
@@ -156,6 +166,81 @@ def agreement(embeddings: dict, labels) -> dict:
         }
         out[name]["cv_auc_3dp"] = round(auc["auc_mean"], 3)
     return out
+
+
+def real_collections(brief: Path, second: Path) -> dict[str, dict[str, str]]:
+    """``{name: {key: path}}`` of the real collections: the brief's distinct files (byte-identical
+    copies once) and the second collection's files, labelled and unlabelled."""
+    from brainscan_exp.data.images import file_hash
+
+    out = {}
+    for name, root in (("brief", brief), ("brain_mri_oc", second)):
+        files = sorted(root.glob("*/*.jpg")) + sorted(root.glob("*/*/*.jpg"))
+        if files:
+            out[name] = {}
+            for path in files:
+                out[name].setdefault(file_hash(path), str(path))
+    return out
+
+
+def paired_rates(work: Path, backbone, mri, model, collections: dict, variants: dict, repeats: int) -> dict:
+    """For each variant (``FeatureExtractor`` overrides), per repeat: the model alone, then the
+    stage on each collection. Variants and repeats interleave, so a drift of the machine's speed
+    hits them alike; the ratio is the median stage rate over the median model-only rate."""
+    from brainscan_exp.features import FeatureExtractor
+
+    extractors = {v: FeatureExtractor(str(work / "stage"), progress=False, **kw) for v, kw in variants.items()}
+    first = next(iter(collections.values()))
+    samples: dict = {v: {"model": [], **{c: [] for c in collections}} for v in variants}
+    for _ in range(repeats):
+        for v, extractor in extractors.items():
+            embedder = extractor.embedder(backbone, mri, model)
+            batch = embedder.decoder.decode(list(first.values())[:32])
+            samples[v]["model"].append(model_only(embedder, batch, 1))
+            embedder.close()
+            for c, paths in collections.items():
+                samples[v][c].append(stage_rate(extractor, paths, backbone, mri, model, 1)["images_per_s"])
+    out = {}
+    for v, rows in samples.items():
+        model_rate = _median(rows["model"])
+        out[v] = {"model_only_images_per_s": model_rate, "model_only_all": rows["model"]}
+        for c in collections:
+            out[v][c] = {
+                "n_images": len(collections[c]),
+                "stage_images_per_s": _median(rows[c]),
+                "stage_all": rows[c],
+                "ratio": _median(rows[c]) / model_rate,
+            }
+    return out
+
+
+def resize_table(paths: list[str], mri) -> dict:
+    """``preprocessing.downscale`` against PIL's antialiased bicubic on the real head crops."""
+    import numpy as np
+    from PIL import Image
+
+    from brainscan_exp.preprocessing import crop_padded, downscale
+
+    crops = []
+    for path in paths[:300]:
+        with Image.open(path) as img:
+            grey = np.asarray(img.convert("L"))
+        crops.append(crop_padded(grey, mri.head_box(grey)))
+    sizes = [(round(c.shape[1] * 256 / min(c.shape)), round(c.shape[0] * 256 / min(c.shape))) for c in crops]
+    start = time.perf_counter()
+    ref = [np.asarray(Image.fromarray(c).resize(s, Image.Resampling.BICUBIC)) for c, s in zip(crops, sizes)]
+    pil_ms = 1000 * (time.perf_counter() - start) / len(crops)
+    start = time.perf_counter()
+    ours = [downscale(c, s) for c, s in zip(crops, sizes)]
+    ours_ms = 1000 * (time.perf_counter() - start) / len(crops)
+    diff = [np.abs(a.astype(np.int16) - b) for a, b in zip(ref, ours)]
+    return {
+        "n_crops": len(crops),
+        "pil_bicubic_ms": pil_ms,
+        "downscale_ms": ours_ms,
+        "mean_abs_diff_grey_levels": float(np.mean([d.mean() for d in diff])),
+        "p99_abs_diff_grey_levels": float(np.mean([np.percentile(d, 99) for d in diff])),
+    }
 
 
 def child(args) -> None:
@@ -258,7 +343,7 @@ def main(argv=None) -> dict:
     import numpy as np
 
     from brainscan_exp.features import FeatureExtractor, runtimes
-    from brainscan_exp.features.runtimes import COMPUTE_BATCH, runtime_info
+    from brainscan_exp.features.runtimes import runtime_info
 
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="bench_features_"))
     backbone, mri = _backbone(args), _mri(args)
@@ -266,7 +351,7 @@ def main(argv=None) -> dict:
     labelled, labels, unlabelled = real_images(Path(args.data), args.unlabelled)
     real = labelled + unlabelled
     generated = ensure_bench_images(max([args.stage_images, *args.sizes, args.kill_images]))
-    result = {"env": env_info(), "args": vars(args), "bars": BARS, "compute_batch": COMPUTE_BATCH, "runtimes": {}}
+    result = {"env": env_info(), "args": vars(args), "bars": BARS, "runtimes": {}}
     result["env"]["cpu"] = runtime_info("openvino", "fp32")
     embeddings = {}
     variants = [(r, "fp32", None) for r in args.runtimes]
@@ -284,7 +369,11 @@ def main(argv=None) -> dict:
         build_s = time.perf_counter() - start
         embeddings[name] = embedder.embed_batch(real)
         batch = embedder.decoder.decode(real[:32])
-        row = {"build_seconds_first": build_s, "model_only_images_per_s": model_only(embedder, batch, args.repeats)}
+        row = {
+            "build_seconds_first": build_s,
+            "compute_batch": embedder.batch,
+            "model_only_images_per_s": model_only(embedder, batch, args.repeats),
+        }
         embedder.close()
         n_stage = args.stage_images // 4 if runtime == "torch" else args.stage_images
         paths = dict(list(generated.items())[:n_stage])
@@ -305,6 +394,34 @@ def main(argv=None) -> dict:
 
     default = FeatureExtractor(str(work / "stage")).resolve_runtime()
     result["default_runtime"] = default
+    collections = real_collections(Path(args.data), Path(args.data_second))
+    result["real_images"] = paired_rates(work, backbone, mri, model, collections, {"default": {}}, args.repeats)
+    result["compute_batch"] = paired_rates(
+        work,
+        backbone,
+        mri,
+        model,
+        {"brief": collections["brief"]},
+        {str(b): {"compute_batch": b} for b in args.compute_batches},
+        args.repeats,
+    )
+    result["stem_fold"] = paired_rates(
+        work,
+        backbone,
+        mri,
+        model,
+        {"brief": collections["brief"]},
+        {"folded": {}, "three_channels": {"fold_stem": False}},
+        args.repeats,
+    )
+    folded = FeatureExtractor(str(work / "stage"), progress=False).embedder(backbone, mri, model)
+    unfolded = FeatureExtractor(str(work / "stage"), progress=False, fold_stem=False).embedder(backbone, mri, model)
+    a, b = folded.embed_batch(real), unfolded.embed_batch(real)
+    folded.close(), unfolded.close()
+    result["stem_fold"]["max_rel_diff"] = float((np.linalg.norm(a - b, axis=1) / np.linalg.norm(b, axis=1)).max())
+    result["resize"] = resize_table(real, mri)
+    for name in ("real_images", "compute_batch", "stem_fold", "resize"):
+        print(f"  {name}: {json.dumps(result[name])}", flush=True)
     sweep = {}
     for threads in args.decode_threads:
         extractor = FeatureExtractor(str(work / "stage"), runtime=default, decode_threads=threads, progress=False)
@@ -350,11 +467,18 @@ def main(argv=None) -> dict:
         result["kill_test"] = kill_test(args, work)
         print(f"  kill test: {result['kill_test']}", flush=True)
     main_row = result["runtimes"].get(f"{default}/fp32", {})
+    real_rows = {k: row for k, row in result["real_images"]["default"].items() if isinstance(row, dict)}
     result["verdict"] = {
         "stage_images_per_s": main_row.get("stage_images_per_s"),
         "stage_bar_met": (main_row.get("stage_images_per_s") or 0) >= BARS["stage_images_per_s_min"],
         "ratio": main_row.get("ratio"),
         "ratio_bar_met": (main_row.get("ratio") or 0) >= BARS["ratio_min"],
+        "real_stage_images_per_s": {k: row["stage_images_per_s"] for k, row in real_rows.items()},
+        "real_stage_bar_met": all(
+            row["stage_images_per_s"] >= BARS["stage_images_per_s_min"] for row in real_rows.values()
+        ),
+        "real_ratio": {k: row["ratio"] for k, row in real_rows.items()},
+        "real_ratio_bar_met": all(row["ratio"] >= BARS["ratio_min"] for row in real_rows.values()),
         "agreement_bar_met": all(
             row["max_rel_diff"] < BARS["agreement_max_rel"]
             for name, row in result["agreement"].items()

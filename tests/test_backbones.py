@@ -86,3 +86,22 @@ def test_bad_feature_level_is_explained():
         Backbone("tf_efficientnet_lite0", weights="none", out_indices=[7]).build()
     with pytest.raises(ValueError, match="out_indices=null"):
         Backbone("simple_cnn", weights="none", out_indices=[3]).build()
+
+
+def test_folded_stem_is_the_same_network_on_grey_input():
+    """Feeding the slice once to the RGB-summed stem equals feeding it three times (Lite: same
+    mean/std per channel); a model whose channels normalise differently is not folded."""
+    from brainscan_exp.models.backbones import fold_grey_stem, stem_foldable
+
+    backbone = Backbone("tf_efficientnet_lite0", weights="none", out_indices=[3])
+    model = backbone.build().eval()
+    folded, config = fold_grey_stem(model, backbone.data_config)
+    assert config["input_size"] == (1, 224, 224) and config["mean"] == (0.5,)
+    grey = torch.rand((2, 1, 224, 224))
+    with torch.inference_mode():
+        torch.testing.assert_close(folded(grey), model(grey.expand(-1, 3, -1, -1)), rtol=1e-5, atol=1e-5)
+    assert model.model.conv_stem.in_channels == 3  # the original is left alone
+    resnet = Backbone("resnet18", weights="none").data_config
+    assert not stem_foldable(resnet)
+    with pytest.raises(ValueError, match="differ across channels"):
+        fold_grey_stem(Backbone("resnet18", weights="none").build(), resnet)

@@ -65,7 +65,7 @@ def test_epochs_have_one_home(train_cfg):
     assert (regime.finetune_epochs, regime.pretrain_epochs) == (7, 3)
 
 
-@pytest.mark.parametrize("option", ["knn", "linear_probe", "label_spreading", "self_training"])
+@pytest.mark.parametrize("option", ["knn", "linear_probe", "linear_probe_cv", "label_spreading", "self_training"])
 def test_estimator_regimes_separate_separable_data(train_cfg, option):
     """Each scikit-learn regime, as configured, fits a fold and ranks held-out images."""
     from sklearn.metrics import roc_auc_score

@@ -159,7 +159,7 @@ def test_second_run_reads_the_store(tmp_path, images, tiny):
     extractor = FeatureExtractor(cache_dir=str(tmp_path), runtime="onnxruntime", shard_size=4, progress=False)
     store, first = extractor.run(images, backbone, MRIPreprocess(), model)
     assert first["n_computed"] == 11 and first["runtime"] == "onnxruntime"
-    assert len(store.shards()) == 2  # shards fill by model batches of COMPUTE_BATCH (8): 8 + 3
+    assert len(store.shards()) == 2  # shards fill by model batches (onnxruntime: 8): 8 + 3
     _, second = extractor.run(images, backbone, MRIPreprocess(), model)
     assert second["n_computed"] == 0
     _, other = extractor.run(images, backbone, MRIPreprocess(equalize="hist"), model)
@@ -281,3 +281,34 @@ def test_fast_eval_transform_equals_timms(images, name):
     for path in list(images.values())[:4]:
         torch_equal = (transform(path) - reference(transform.load(path).convert("RGB"))).abs().max().item()
         assert torch_equal == 0.0
+
+
+def test_resize_box_pads_with_black_and_antialiases():
+    """The head box is resized straight from the image (black where the box leaves it), close to
+    PIL's antialiased bicubic of the padded crop."""
+    from brainscan_exp.preprocessing import crop_padded, downscale, resize_box
+
+    grey = brain_slice(np.random.default_rng(1), 512)
+    box = (-40, 10, 560, 610)  # 600 px square, out of the image on three sides
+    padded = crop_padded(grey, box)
+    assert padded.shape == (600, 600) and not padded[:, :40].any() and not padded[-98:].any()
+    assert np.array_equal(padded[:502, 40:552], grey[10:, :])
+    out = resize_box(grey, box, 256)
+    reference = np.asarray(Image.fromarray(padded).resize((256, 256), Image.Resampling.BICUBIC), np.float32)
+    assert out.shape == (256, 256) and out.dtype == np.uint8
+    assert np.abs(out - reference).mean() < 1.5  # grey levels; sub-pixel placement of the pasted part
+    inside = (100, 50, 400, 350)
+    assert np.array_equal(resize_box(grey, inside, 256), downscale(grey[50:350, 100:400], (256, 256)))
+    noise = np.random.default_rng(2).integers(0, 256, (512, 512), dtype=np.uint8)
+    assert downscale(noise, (128, 128)).std() < noise.std() / 3  # averaged (PIL: /5), not picked (aliased: /1)
+
+
+def test_folded_stem_gives_the_three_channel_vectors(tmp_path, images):
+    backbone = Backbone("tf_efficientnet_lite0", weights="none", out_indices=[1])
+    model = backbone.build()
+    vectors = {}
+    for fold in (True, False):
+        extractor = FeatureExtractor(str(tmp_path), runtime="onnxruntime", fold_stem=fold, progress=False)
+        store, _ = extractor.run(images, backbone, MRIPreprocess(), model)
+        vectors[fold] = np.stack([store.load(list(images))[h] for h in images])
+    assert _rel(vectors[True], vectors[False]) < 1e-5

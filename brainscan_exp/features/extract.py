@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from brainscan_exp.features import runtimes
 from brainscan_exp.features.decode import BatchDecoder
 from brainscan_exp.features.store import EmbeddingStore
-from brainscan_exp.models.backbones import Backbone
+from brainscan_exp.models.backbones import Backbone, fold_grey_stem, stem_foldable
 from brainscan_exp.preprocessing import MRIPreprocess
 
 log = logging.getLogger(__name__)
@@ -28,9 +28,8 @@ log = logging.getLogger(__name__)
 class Embedder:
     """Decode + preprocess (threaded) + runtime forward for a list of image paths."""
 
-    def __init__(self, decoder: BatchDecoder, runtime, dim: int, prefetch: int = 4):
-        self.decoder, self.runtime, self.dim, self.prefetch = decoder, runtime, dim, prefetch
-        self.batch = runtimes.COMPUTE_BATCH
+    def __init__(self, decoder: BatchDecoder, runtime, dim: int, batch: int, prefetch: int = 4):
+        self.decoder, self.runtime, self.dim, self.batch, self.prefetch = decoder, runtime, dim, batch, prefetch
 
     def stream(self, paths: list[str]):
         """Vectors of ``paths`` in order, one fixed-size model batch at a time (padding dropped)."""
@@ -57,7 +56,9 @@ class FeatureExtractor:
     runtime: str = "auto"  # auto | torch | onnxruntime | openvino
     precision: str = "fp32"  # fp32 | bf16 (OpenVINO's inference precision, or torch autocast on GPU)
     device: str = "auto"
-    batch_size: int = 32  # images decoded ahead of the model; the model runs fixed COMPUTE_BATCH shapes
+    batch_size: int = 32  # images decoded ahead of the model
+    compute_batch: int | None = None  # images per forward (a fixed shape); None: runtimes.compute_batch
+    fold_stem: bool = True  # a greyscale slice fed once to the stem summed over RGB (exact; backbones.py)
     shard_size: int = 256  # vectors per committed shard: bounds memory and what a kill loses
     decode_threads: int | None = None  # None: a third of the cores on CPU (at least 1), all on GPU
     fast_decode: bool = True
@@ -83,6 +84,12 @@ class FeatureExtractor:
         runtimes.check_precision(runtime, self.precision, self.resolve_device())
         return runtime
 
+    def resolve_compute_batch(self) -> int:
+        return self.compute_batch or runtimes.compute_batch(self.resolve_runtime(), self.resolve_device())
+
+    def folds_stem(self, backbone: Backbone) -> bool:
+        return self.fold_stem and backbone.grey_mode == "replicate" and stem_foldable(backbone.data_config)
+
     def spec(self, backbone: Backbone, digest: str, mri: MRIPreprocess) -> dict:
         return {
             **backbone.identity(digest),
@@ -91,7 +98,8 @@ class FeatureExtractor:
             "fast_decode": self.fast_decode,
             "runtime": self.resolve_runtime(),
             "precision": self.precision,
-            "compute_batch": runtimes.COMPUTE_BATCH,
+            "compute_batch": self.resolve_compute_batch(),
+            "stem": "folded" if self.folds_stem(backbone) else "as_built",
         }
 
     def store_for(self, backbone: Backbone, mri: MRIPreprocess, model=None) -> EmbeddingStore:
@@ -102,15 +110,21 @@ class FeatureExtractor:
         """Everything needed to embed paths; builds (or reads from the cache) the runtime's model.
         Works in any process: it needs only these picklable arguments."""
         model = (model if model is not None else backbone.build()).eval()
+        config = backbone.data_config
+        if self.folds_stem(backbone):
+            try:
+                model, config = fold_grey_stem(model, config)
+            except ValueError as exc:
+                raise ValueError(f"{backbone.name}: {exc}; set features.fold_stem=false") from exc
         runtime, device = self.resolve_runtime(), self.resolve_device()
-        cores = runtimes.cpu_count()
+        cores, batch = runtimes.cpu_count(), self.resolve_compute_batch()
         threads = self.decode_threads or runtimes.decode_threads(device)
-        decoder = BatchDecoder(backbone.data_config, mri, self.fast_decode, threads)
-        shape = (runtimes.COMPUTE_BATCH, *backbone.data_config["input_size"])
+        decoder = BatchDecoder(config, mri, self.fast_decode, threads)
+        shape = (batch, *config["input_size"])
         if runtime == "torch":
             engine = runtimes.TorchRuntime(model, device, self.precision)
         else:
-            onnx = runtimes.exported_onnx(model, backbone, Backbone.digest(model), self.cache_dir)
+            onnx = runtimes.exported_onnx(model, backbone, Backbone.digest(model), self.cache_dir, config["input_size"])
             if runtime == "onnxruntime":
                 engine = runtimes.OnnxRuntime(onnx, cores)
             else:
@@ -125,7 +139,7 @@ class FeatureExtractor:
         if dim is None:
             with torch.inference_mode():
                 dim = model(torch.zeros((1, *shape[1:]))).shape[1]
-        return Embedder(decoder, engine, int(dim), prefetch=max(1, self.batch_size // runtimes.COMPUTE_BATCH))
+        return Embedder(decoder, engine, int(dim), batch, prefetch=max(1, self.batch_size // batch))
 
     def run(
         self, paths_by_hash: dict[str, str], backbone: Backbone, mri: MRIPreprocess, model=None

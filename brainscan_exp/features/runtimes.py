@@ -2,7 +2,7 @@
 
 Why several: on a small CPU box torch eager is the slowest way to run an EfficientNet (per-op
 overhead, no layer fusion); ONNX Runtime and OpenVINO run the same exported graph several times
-faster. Every runtime takes fixed-shape float32 batches (``COMPUTE_BATCH`` images, the last one
+faster. Every runtime takes fixed-shape float32 batches (``compute_batch`` images, the last one
 zero-padded): kernels are chosen by shape, so a fixed shape makes an image's embedding independent
 of how callers cut their batches.
 
@@ -31,11 +31,10 @@ log = logging.getLogger(__name__)
 
 RUNTIMES = ("torch", "onnxruntime", "openvino")
 PRECISIONS = ("fp32", "bf16")
-COMPUTE_BATCH = 8  # static shape: faster than 32 for OpenVINO on 2 cores; decoding overlaps sooner
 ONNX_OPSET = 18
-# PERFORMANCE_HINT: on 2 cores LATENCY (one stream on all cores) and THROUGHPUT (one stream per
-# core) tie end to end (191 vs 193 img/s, decoding takes its share); LATENCY is faster on the model
-# alone (297 vs 258 img/s). scripts/bench_features.py measures both
+# PERFORMANCE_HINT: on 2 cores LATENCY (one stream on all cores) is faster end to end than
+# THROUGHPUT (one stream per core): 239.7 vs 215.2 img/s, while the model alone ties (372.7 vs
+# 380.5 img/s). scripts/bench_features.py measures both
 OPENVINO_HINT = "LATENCY"
 AGREEMENT_TOL = 1e-4  # max over images of ||a - b|| / ||b|| against torch fp32
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
@@ -59,6 +58,15 @@ def decode_threads(device: torch.device) -> int:
     164 and 185 vs 195 img/s: noise-level). A GPU waits for decoding instead: all cores."""
     cores = cpu_count()
     return max(1, cores // 3) if device.type == "cpu" else cores
+
+
+def compute_batch(runtime: str, device: torch.device) -> int:
+    """Images per forward (a static shape). OpenVINO on CPU: 2, whose activations stay in cache
+    (model alone, Lite0 level 3: 369 img/s at 2 vs 351 at 8, and 254 vs 245 end to end on the
+    brief's images; ``compute_batch`` table of scripts/bench_features.py). A GPU: 64. Else 8."""
+    if device.type != "cpu":
+        return 64
+    return 2 if runtime == "openvino" else 8
 
 
 def available(runtime: str) -> bool:
@@ -92,25 +100,27 @@ def check_precision(runtime: str, precision: str, device: torch.device) -> None:
         raise ValueError("features.precision=bf16 needs runtime=openvino (CPU) or runtime=torch on a GPU")
 
 
-def export_spec(backbone: Backbone, digest: str) -> dict:
+def export_spec(backbone: Backbone, digest: str, input_size: tuple[int, ...]) -> dict:
     """What the exported graph depends on (preprocessing is not in the graph)."""
     return {
         **backbone.identity(digest),
-        "input_size": list(backbone.data_config["input_size"]),
+        "input_size": list(input_size),
         "opset": ONNX_OPSET,
         "torch": torch.__version__,
     }
 
 
-def exported_onnx(model: torch.nn.Module, backbone: Backbone, digest: str, cache_dir: str | Path) -> Path:
+def exported_onnx(
+    model: torch.nn.Module, backbone: Backbone, digest: str, cache_dir: str | Path, input_size: tuple[int, ...]
+) -> Path:
     """The model as ONNX (dynamic batch), exported on first use and then read from the cache."""
-    spec = export_spec(backbone, digest)
+    spec = export_spec(backbone, digest, input_size)
     folder = Path(cache_dir) / "models" / content_key(spec, "brainscan_exp.features.runtimes")
     path = folder / "model.onnx"
     if path.exists():
         return path
     start = time.perf_counter()
-    example = torch.zeros((2, *backbone.data_config["input_size"]))
+    example = torch.zeros((2, *input_size))
     model = model.eval().cpu()
 
     def write(tmp: Path) -> None:
