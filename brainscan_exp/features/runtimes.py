@@ -62,8 +62,8 @@ def decode_threads(device: torch.device) -> int:
 
 def compute_batch(runtime: str, device: torch.device) -> int:
     """Images per forward (a static shape). OpenVINO on CPU: 2, whose activations stay in cache
-    (model alone, Lite0 level 3: 369 img/s at 2 vs 351 at 8, and 254 vs 245 end to end on the
-    brief's images; ``compute_batch`` table of scripts/bench_features.py). A GPU: 64. Else 8."""
+    (Lite0 level 3, ``compute_batch`` table of scripts/bench_features.py: model alone 385.8 img/s
+    at 2 vs 362.3 at 8, end to end on the brief's images 276.5 vs 247.1). A GPU: 64. Else 8."""
     if device.type != "cpu":
         return 64
     return 2 if runtime == "openvino" else 8
