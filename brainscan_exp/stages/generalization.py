@@ -23,8 +23,7 @@ import numpy as np
 import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
-from sklearn.model_selection import StratifiedKFold
+from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -65,27 +64,13 @@ SCORE_COLUMNS = [
 ]
 
 
-def head(spec: DictConfig, seed: int = 0) -> tuple[object, bool]:
+def head(spec: DictConfig) -> tuple[object, bool]:
     """(estimator, semi_supervised) of a candidate head: a regime's estimator (``spec.regime``),
-    or a standardised logistic regression of ``spec.C`` (``'cv'``: chosen by inner 3-fold ROC-AUC
-    on the labelled images)."""
+    or a standardised logistic regression of ``spec.C``."""
     if spec.get("regime") is not None:
         regime = instantiate(spec.regime.method)
         return regime.estimator, regime.semi_supervised
-    return logistic(spec.C, seed), False
-
-
-def logistic(C, seed: int = 0):
-    if str(C) == "cv":
-        clf = LogisticRegressionCV(
-            Cs=[0.01, 0.03, 0.1, 0.3, 1.0],
-            cv=StratifiedKFold(3, shuffle=True, random_state=seed),
-            scoring="roc_auc",
-            max_iter=5000,
-        )
-    else:
-        clf = LogisticRegression(C=float(C), max_iter=5000)
-    return make_pipeline(StandardScaler(), clf)
+    return make_pipeline(StandardScaler(), LogisticRegression(C=float(spec.C), max_iter=5000)), False
 
 
 def dataset_scenarios(
@@ -170,7 +155,7 @@ def predict_cells(
                 log.info("cached: %s / %s", emb_name, head_name)
                 continue
             cell_frames = []
-            estimator, semi = head(h, cfg.seed)
+            estimator, semi = head(h)
             for scen_name, folds in scenarios.items():
                 for sc in folds:
                     X_lab, (X_pool, _) = whiten_with(
