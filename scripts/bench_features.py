@@ -45,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -149,6 +150,13 @@ def stage_rate(extractor, paths, backbone, mri, model, repeats: int) -> dict:
     return {"images_per_s": _median(rates), "all": rates, "n_images": len(paths)}
 
 
+def rel_diff(a, b):
+    """Per image ||a - b|| / ||b||: how far embeddings ``a`` sit from the reference ``b``."""
+    import numpy as np
+
+    return np.linalg.norm(a - b, axis=1) / np.linalg.norm(b, axis=1)
+
+
 def agreement(embeddings: dict, labels) -> dict:
     import numpy as np
     from probe_cv_auc import DEFAULT_C, cv_auc
@@ -157,7 +165,7 @@ def agreement(embeddings: dict, labels) -> dict:
     y = np.asarray(labels)
     out = {}
     for name, X in embeddings.items():
-        rel = np.linalg.norm(X - ref, axis=1) / np.linalg.norm(ref, axis=1)
+        rel = rel_diff(X, ref)
         auc = cv_auc(X[: len(y)].astype(np.float64), y, DEFAULT_C)
         out[name] = {
             "max_rel_diff": float(rel.max()),
@@ -395,30 +403,16 @@ def main(argv=None) -> dict:
     default = FeatureExtractor(str(work / "stage")).resolve_runtime()
     result["default_runtime"] = default
     collections = real_collections(Path(args.data), Path(args.data_second))
-    result["real_images"] = paired_rates(work, backbone, mri, model, collections, {"default": {}}, args.repeats)
-    result["compute_batch"] = paired_rates(
-        work,
-        backbone,
-        mri,
-        model,
-        {"brief": collections["brief"]},
-        {str(b): {"compute_batch": b} for b in args.compute_batches},
-        args.repeats,
-    )
-    result["stem_fold"] = paired_rates(
-        work,
-        backbone,
-        mri,
-        model,
-        {"brief": collections["brief"]},
-        {"folded": {}, "three_channels": {"fold_stem": False}},
-        args.repeats,
-    )
+    rates = partial(paired_rates, work, backbone, mri, model, repeats=args.repeats)
+    brief = {"brief": collections["brief"]}
+    result["real_images"] = rates(collections, {"default": {}})
+    result["compute_batch"] = rates(brief, {str(b): {"compute_batch": b} for b in args.compute_batches})
+    result["stem_fold"] = rates(brief, {"folded": {}, "three_channels": {"fold_stem": False}})
     folded = FeatureExtractor(str(work / "stage"), progress=False).embedder(backbone, mri, model)
     unfolded = FeatureExtractor(str(work / "stage"), progress=False, fold_stem=False).embedder(backbone, mri, model)
     a, b = folded.embed_batch(real), unfolded.embed_batch(real)
     folded.close(), unfolded.close()
-    result["stem_fold"]["max_rel_diff"] = float((np.linalg.norm(a - b, axis=1) / np.linalg.norm(b, axis=1)).max())
+    result["stem_fold"]["max_rel_diff"] = float(rel_diff(a, b).max())
     result["resize"] = resize_table(real, mri)
     for name in ("real_images", "compute_batch", "stem_fold", "resize"):
         print(f"  {name}: {json.dumps(result[name])}", flush=True)
@@ -452,7 +446,7 @@ def main(argv=None) -> dict:
         {"torch/fp32": draft["full"], "draft_2x": draft["draft_2x"], "draft_1x": draft["draft_1x"]}, labels
     )
     for name in ("draft_2x", "draft_1x"):
-        rel = np.linalg.norm(draft[name] - draft["full"], axis=1) / np.linalg.norm(draft["full"], axis=1)
+        rel = rel_diff(draft[name], draft["full"])
         result["draft_decode"][name] = {
             "max_rel_diff_vs_full": float(rel.max()),
             "median_rel_diff_vs_full": float(np.median(rel)),
