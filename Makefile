@@ -10,7 +10,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -qq -e ".[dev]"
 	touch $@
 
-.PHONY: setup run test test-slow test-all lint format ui demo-runs report notebooks test-notebooks cost-model label-efficiency
+.PHONY: setup run test test-slow test-all lint format ui demo-runs report notebooks test-notebooks cost-model label-efficiency \
+	label-studio-venv label-studio label-studio-stop
 setup: $(VENV)/.installed
 
 run: setup
@@ -66,3 +67,30 @@ cost-model: setup
 # re-execute the notebooks on the brief's data and keep their outputs
 notebooks: setup
 	BRAINSCAN_NOTEBOOK_DATASET=oc $(PY) scripts/run_notebooks.py notebooks/*.ipynb
+
+# Label Studio for the expert reads (review round trip): its own environment (it pins numpy 2.2 and an
+# older OpenCV, so never in .venv), a server on 127.0.0.1 only, its database, log, password and token
+# under cache/label_studio, serving the images below the data folder. `make label-studio-stop` stops it.
+LS_VENV := .venv-labelstudio
+LS_VERSION := 1.23.2
+LS_DATA := cache/label_studio
+LS_PORT ?= 8080
+LS_USER ?= reviewer@brainscan.local
+LS_PASSWORD ?=
+LS_DOCUMENT_ROOT ?= $(or $(BRAINSCAN_DATA_DIR),../shared/data)
+LS_SERVER := $(PY) -m brainscan_exp.review.label_studio_server
+
+$(LS_VENV)/bin/label-studio:
+	$(PYTHON) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/pip install -q label-studio==$(LS_VERSION)
+
+label-studio-venv: $(LS_VENV)/bin/label-studio
+
+# LS_PASSWORD empty: a generated one, kept in cache/label_studio/password
+label-studio: setup label-studio-venv
+	$(LS_SERVER) start --data-dir $(LS_DATA) --document-root $(LS_DOCUMENT_ROOT) --port $(LS_PORT) \
+		--venv $(LS_VENV) --user $(LS_USER) --password "$(LS_PASSWORD)"
+	$(LS_SERVER) token --data-dir $(LS_DATA) --user $(LS_USER) --password "$(LS_PASSWORD)"
+
+label-studio-stop: setup
+	$(LS_SERVER) stop --data-dir $(LS_DATA)

@@ -80,3 +80,21 @@ def score_predictions(
         row["sensitivity_after_review"] = float(1 - missed[y == 1].mean()) if y.any() else float("nan")
     row["dod_met"] = dod.met(row)
     return row
+
+
+def delivered_errors(predictions: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float]:
+    """Evaluation only: wrong labels among what the client receives. An image sent to review is
+    delivered with the reader's (assumed right) label; an expert-read or copied image with its
+    known label; every other image with the model's. Unreadable images carry no label."""
+    merged = predictions.merge(truth[["file", "label"]].rename(columns={"label": "label_true"}), on="file")
+    labelled = merged[merged.triage != "unreadable"]
+    delivered = np.where(labelled.triage == "review", labelled["label_true"], labelled.triage)
+    truth_label = labelled["label_true"].to_numpy()
+    missed = int(((truth_label == "cancer") & (delivered == "normal")).sum())
+    false_alarms = int(((truth_label == "normal") & (delivered == "cancer")).sum())
+    return {
+        "delivered_n": float(len(labelled)),
+        "delivered_missed": float(missed),
+        "delivered_false_alarms": float(false_alarms),
+        "delivered_error_rate": (missed + false_alarms) / max(len(labelled), 1),
+    }

@@ -53,6 +53,11 @@ class PoolPrediction:
     estimate: PoolEstimate  # the pool's prior and posteriors
     expected: dict[str, float] = field(default_factory=dict)  # expected pool sensitivity, specificity, intervals
     models: list = field(default_factory=list, repr=False)  # the inner models whose mean is p_pool
+    p_oof: np.ndarray | None = None  # out-of-fold score of every training image (calibrating or not)
+
+    def committee(self, X: np.ndarray) -> np.ndarray:
+        """(n_models, n) P(cancer) of each inner model: their disagreement is a review signal."""
+        return np.stack([m.predict_proba(X)[:, 1] for m in self.models]) if len(X) else np.zeros((len(self.models), 0))
 
     def score(self, X: np.ndarray) -> np.ndarray:
         """P(cancer) of other images (e.g. copies of labelled ones) from the same inner models."""
@@ -134,13 +139,21 @@ def predict_pool(
     op: OperatingPoint = OperatingPoint(),
     groups: np.ndarray | None = None,
     semi_supervised: bool = False,
+    calibration: np.ndarray | None = None,
 ) -> PoolPrediction:
-    """Scores, threshold and expected rates for the pool; nothing here sees a pool label."""
+    """Scores, threshold and expected rates for the pool; nothing here sees a pool label.
+
+    ``calibration``: which training rows may set the threshold and the pool estimate (default
+    all); expert reads chosen by a queue train the model but are not a random sample
+    (:func:`brainscan_exp.core.reads.calibration_mask`)."""
     y_lab = np.asarray(y_lab, dtype=int)
-    p_cal, p_pool, models = out_of_fold(
+    p_oof, p_pool, models = out_of_fold(
         estimator, X_lab, y_lab, X_pool, groups, op.inner_folds, op.inner_repeats, op.seed, semi_supervised
     )
-    return decide(op, y_lab, p_cal, p_pool, models)
+    cal = np.ones(len(y_lab), bool) if calibration is None else np.asarray(calibration, bool)
+    prediction = decide(op, y_lab[cal], p_oof[cal], p_pool, models)
+    prediction.p_oof = p_oof
+    return prediction
 
 
 def predictions_table(files, prediction: PoolPrediction, n_reads: int) -> tuple[pd.DataFrame, Triage]:
@@ -188,11 +201,26 @@ def with_copies(table: pd.DataFrame, unlabelled: pd.DataFrame, p_copies: np.ndar
     return out.drop(columns="pixel_hash")
 
 
-def summary_lines(table: pd.DataFrame, sorted_triage: Triage) -> list[str]:
-    """The three lines a run ends with."""
-    auto = int((table.triage != "review").sum())
-    return [
-        f"images auto-labelled: {auto} ({int((table.triage == 'cancer').sum())} cancer, {int((table.triage == 'normal').sum())} normal)",
-        f"images sent to review: {sorted_triage.n_reads}",
-        f"expected missed tumours among auto-labelled normal: {sorted_triage.expected_missed:.1f}",
+def expected_missed(table: pd.DataFrame) -> float:
+    """Expected tumours among the images auto-labelled normal by the model (pool posteriors)."""
+    auto_normal = table[(table.triage == "normal") & (table.label_source == "model")]
+    return float(auto_normal.p_cancer_pool.fillna(auto_normal.p_cancer).sum())
+
+
+def summary_lines(table: pd.DataFrame, reads_left: int | None = None) -> list[str]:
+    """The lines a run ends with; every count is a count of ``table``'s rows (files)."""
+    model = table[table.label_source == "model"]
+    auto = model[model.triage.isin(CLASS_NAMES)]
+    known = table[table.label_source.isin(["expert", "copy"])]
+    lines = [
+        f"images auto-labelled: {len(auto)} ({int((auto.triage == 'cancer').sum())} cancer, "
+        f"{int((auto.triage == 'normal').sum())} normal)",
+        f"images labelled from expert reads or labelled twins: {len(known)} "
+        f"({int((known.label_source == 'expert').sum())} read, {int((known.label_source == 'copy').sum())} copies)",
+        f"images sent to review: {int((table.triage == 'review').sum())}"
+        + (f" (reads left in the budget: {reads_left})" if reads_left is not None else ""),
+        f"expected missed tumours among auto-labelled normal: {expected_missed(table):.1f}",
     ]
+    if (table.triage == "unreadable").any():
+        lines.append(f"images the expert found unreadable: {int((table.triage == 'unreadable').sum())}")
+    return lines
