@@ -24,6 +24,7 @@ import pytest
 import requests
 from PIL import Image, ImageDraw
 
+from brainscan_exp.review.answers import answers_from_tasks
 from brainscan_exp.review.label_studio import (
     ANSWER_COLUMNS,
     CHOICES,
@@ -41,6 +42,7 @@ from brainscan_exp.review.label_studio_server import (
     start_server,
     stop_process,
 )
+from brainscan_exp.review.ledger import ExpertLedger
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 LS_VENV = Path(os.environ.get("BRAINSCAN_LABEL_STUDIO_VENV", PROJECT_ROOT / ".venv-labelstudio"))
@@ -336,6 +338,16 @@ def test_round_trip_queue_to_answers(label_studio):
     assert pd.to_datetime(answers["read_at"], utc=True).notna().all()
     predictions = {t["data"]["file"]: t for t in export}
     assert predictions[FILES[0]]["data"]["reason"] == "threshold" and predictions[FILES[3]]["data"]["reason"] == "audit"
+
+    # the answers pulled from the server go into the ledger through the import path of task=import_labels
+    files = pd.DataFrame({"file": FILES, "pixel_hash": [f"hash{i}" for i in range(len(FILES))]})
+    ledger = ExpertLedger(label_studio.dataset.parent / "expert_labels.csv")
+    report = ledger.append(answers_from_tasks(export, "label_studio:test"), files, "label_studio:test")
+    assert (report.new, report.known, report.unreadable) == (3, 0, 1)
+    rows = ledger.read()
+    assert sorted(zip(rows.file, rows.label)) == got and set(rows.reader) == {READER}
+    assert set(rows.reason) == {"threshold", "audit"}  # the queue's reasons ride in the task data
+    assert ledger.append(answers_from_tasks(client.export(project), "again"), files, "again").new == 0
 
 
 def _editor_shows(page, file: str) -> None:

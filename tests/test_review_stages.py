@@ -26,6 +26,7 @@ def answer(queue: pd.DataFrame, truth: pd.DataFrame, path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_round_trip_until_the_budget_is_spent(train_cfg, tmp_path):
     truth = None
     for k in range(3):
@@ -104,6 +105,7 @@ def test_import_of_a_bad_answer_file_names_the_files_and_leaves_the_ledger(train
         import_labels.run(cfg)
 
 
+@pytest.mark.slow
 def test_benchmark_writes_the_table_and_chooses_by_worst_case(train_cfg, tmp_path):
     cfg = train_cfg(
         "experiment=review_benchmark",

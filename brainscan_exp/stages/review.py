@@ -111,4 +111,6 @@ def run(cfg: DictConfig) -> dict[str, float]:
                 len(tasks) - new,
             )
             metrics["review/label_studio_new_tasks"] = float(new)
+            # the label stream keeps the model's answer out of the reader's (a task opened alone pre-fills it)
+            log.info("readers start here: %s/projects/%d/data?labeling=1", r.label_studio.url.rstrip("/"), project)
         return metrics
