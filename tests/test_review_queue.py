@@ -24,7 +24,7 @@ def view(n=200, seed=0):
     return PoolView(p, 0.3, p, committee, X, rng.normal(size=(20, 8)))
 
 
-@pytest.mark.parametrize("strategy", [*STRATEGIES, "typiclust+threshold", "threshold>safety"])
+@pytest.mark.parametrize("strategy", [*STRATEGIES, "typiclust+threshold"])
 def test_every_strategy_gives_distinct_allowed_reads_with_an_audit_share(strategy):
     v = view()
     exclude = np.arange(10)
@@ -32,7 +32,7 @@ def test_every_strategy_gives_distinct_allowed_reads_with_an_audit_share(strateg
     assert len(idx) == 40 and len(set(idx)) == 40
     assert not set(idx) & set(exclude)
     assert (reasons == "audit").sum() == 10
-    assert set(reasons) - {"audit"} <= set(strategy.replace(">", "+").split("+"))
+    assert set(reasons) - {"audit"} <= set(strategy.split("+"))
 
 
 def test_strategies_pick_what_they_promise():
@@ -51,13 +51,11 @@ def test_strategies_pick_what_they_promise():
     assert far[0] == np.argmax(nearest)
 
 
-def test_a_final_round_rule_applies_only_to_the_batch_that_spends_the_budget():
+def test_a_final_strategy_replaces_the_strategy_in_the_batch_it_is_given_for():
     v = view()
-    _, early = choose_reads("threshold>safety", v, 10)
-    _, last = choose_reads("threshold>safety", v, 10, final=True)
+    _, early = choose_reads("threshold", v, 10)
+    _, last = choose_reads("threshold", v, 10, final_strategy="safety")
     assert set(early) == {"threshold"} and set(last) == {"safety"}
-    with pytest.raises(ValueError, match="at most one"):
-        choose_reads("random>safety>threshold", v, 5)
 
 
 def test_budget_larger_than_the_pool_and_unknown_strategy():
@@ -153,8 +151,8 @@ def test_the_loop_spends_the_budget_through_the_ledger_and_fixes_labels():
     pipe, sc = scenario()
     first = fit_round(pipe, sc.labelled, sc.pool, pd.DataFrame(columns=["pixel_hash"]))
     truth = sc.truth.set_index("file").label
-    before = one_shot(first, truth, 60)
-    after, fitted = simulate(pipe, sc, "threshold", 20, 0.2, 60, first, seed=0)
+    (before,) = one_shot(pipe, first, truth, 60, [0.95])
+    (after,), fitted = simulate(pipe, sc, "threshold", None, 20, 0.2, 60, first, seed=0)
     assert after["rounds"] == 3 and after["n_reads"] == 60
     assert (fitted.train.source == "expert").sum() == 60
     assert fitted.train.audit.sum() == 12  # 20 % of each batch of 20

@@ -9,6 +9,7 @@ from xml.etree import ElementTree
 
 import pandas as pd
 import pytest
+from hydra.utils import instantiate
 from omegaconf import open_dict
 
 from brainscan_exp.review.ledger import ExpertLedger, LedgerError
@@ -45,6 +46,7 @@ def test_round_trip_until_the_budget_is_spent(train_cfg, tmp_path):
             assert not read & set(queue.file)  # never an image already read
             tasks = json.loads((out / "label_studio_tasks.json").read_text())
             assert [t["data"]["file"] for t in tasks] == queue.file.tolist()
+            assert {t["data"]["round"] for t in tasks} == {k + 1}
             assert tasks[0]["predictions"][0]["result"][0]["value"]["choices"][0] in {"cancer", "normal"}
             choices = ElementTree.fromstring((out / "label_studio_config.xml").read_text()).iter("Choice")
             assert {c.get("value") for c in choices} == {"cancer", "normal", "unreadable"}
@@ -84,8 +86,6 @@ def test_round_trip_until_the_budget_is_spent(train_cfg, tmp_path):
 
 def truth_files(cfg) -> Path:
     """file -> pixel_hash of the demo dataset (what the import validates against)."""
-    from hydra.utils import instantiate
-
     path = Path(cfg.paths.output_dir) / "files.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     instantiate(cfg.dataset).files[["file", "pixel_hash"]].to_csv(path, index=False)
@@ -112,21 +112,28 @@ def test_benchmark_writes_the_table_and_chooses_by_worst_case(train_cfg, tmp_pat
         "review.budget_eur=30",
         "review_benchmark.budget_pool_size=100",
         "review_benchmark.cross_datasets=false",
-        "review_benchmark.strategies=[threshold,random,threshold>safety]",
+        "review_benchmark.strategies=[threshold,random]",
+        "review_benchmark.final_strategies=[null,safety]",
+        "review_benchmark.delivery_sensitivities=[0.95,0.99]",
         "review_benchmark.batch_sizes=[10,30]",
         "review_benchmark.tumour_shares=[]",
         "review_benchmark.few_labels=20",
         f"review_benchmark.results_json={tmp_path / 'rb.json'}",
         "operating_point.inner_repeats=1",
     )
+    instantiate(cfg.dataset)  # generates the demo dataset on first use
     with open_dict(cfg):
         cfg.review_benchmark.datasets = {"demo": {"root": cfg.dataset.root, "truth": cfg.dataset.truth}}
     review_benchmark.run(cfg)
     result = json.loads((tmp_path / "rb.json").read_text())
-    table = pd.DataFrame(result["table"])
+    table = pd.DataFrame(result["rows"])
+    pairs = pd.DataFrame(result["table"])  # each candidate beside the one-shot queue of its scenario
+    assert {"missed_before", "missed_after", "error_rate_before", "error_rate_after"} <= set(pairs)
+    assert "one_shot" not in set(pairs.strategy)
     assert set(table.scenario) == {"demo", "demo/labels_20"}
-    assert set(table.strategy) == {"threshold", "random", "threshold>safety", "one_shot"}
-    assert (table[table.strategy == "threshold>safety"].batch_size == 10).all()  # one batch of 30: same as safety
+    assert set(table.strategy) == {"threshold", "random", "one_shot"}
+    assert set(table.delivery_sensitivity) == {0.95, 0.99}
+    assert (table[table.final_strategy == "safety"].batch_size == 10).all()  # one batch of 30: nothing final
     assert {"missed", "false_alarms", "error_rate", "auc_unread", "normals_auto_share", "estimate_covered"} <= set(
         table
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from brainscan_exp.core.calibrate import triage
-from brainscan_exp.core.predict import OperatingPoint, PoolPrediction, predict_pool
+from brainscan_exp.core.predict import OperatingPoint, PoolPrediction, decide, predict_pool
 from brainscan_exp.core.reads import calibration_mask, delivered_error, with_reads
 from brainscan_exp.core.review_queue import PoolView, choose_reads
 from brainscan_exp.core.scenarios import Scenario
@@ -67,12 +67,31 @@ def _auc(y: np.ndarray, p: np.ndarray) -> float:
     return float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else float("nan")
 
 
-def score_delivered(fitted: Fitted, truth: pd.Series, reviewed: np.ndarray | None = None) -> dict[str, float]:
+def at_target(pipe: Pipeline, fitted: Fitted, target_sensitivity: float) -> PoolPrediction:
+    """The fit's decision for another sensitivity target: same models and scores, new threshold
+    (calibrated as always on the labelled images and the audit reads), no refit."""
+    pred = fitted.prediction
+    cal = calibration_mask(fitted.train)
+    decided = decide(
+        replace(pipe.op, target_sensitivity=float(target_sensitivity)),
+        fitted.train.label.to_numpy(int)[cal],
+        pred.p_oof[cal],
+        pred.p_pool,
+        pred.models,
+    )
+    decided.p_oof = pred.p_oof
+    return decided
+
+
+def score_delivered(
+    fitted: Fitted, truth: pd.Series, reviewed: np.ndarray | None = None, prediction: PoolPrediction | None = None
+) -> dict[str, float]:
     """Delivered labels against the truth (``truth``: file -> cancer|normal) on the scored images:
     read images carry the expert's (here: the truth's) label; ``reviewed`` (a mask over the unread
-    images: today's one-shot safety queue) likewise; every other image the model's. Also the
-    run's own audit-based estimate of its error rate and whether its interval held."""
-    unread, pred = fitted.unread, fitted.prediction
+    images: today's one-shot safety queue) likewise; every other image the model's, at
+    ``prediction``'s threshold (default the fit's). Also the run's own audit-based estimate of its
+    error rate and whether its interval held."""
+    unread, pred = fitted.unread, prediction or fitted.prediction
     scored = unread.file.isin(truth.index).to_numpy()
     y = (truth.reindex(unread.file).to_numpy() == "cancer").astype(int)
     called = (pred.p_pool >= pred.threshold).astype(int)
@@ -109,28 +128,35 @@ def score_delivered(fitted: Fitted, truth: pd.Series, reviewed: np.ndarray | Non
     }
 
 
-def one_shot(first: Fitted, truth: pd.Series, n_reads: int) -> dict[str, float]:
-    """Today's behaviour: one fit on the labelled images, the budget spent once on the safety
-    queue (auto-normal images most likely to be tumours), answers never refitted."""
-    pred = first.prediction
-    decision = triage(pred.p_pool, pred.estimate.posterior, pred.threshold, n_reads).decision
-    return score_delivered(first, truth, decision == "review")
+def one_shot(pipe: Pipeline, first: Fitted, truth: pd.Series, n_reads: int, targets) -> list[dict[str, float]]:
+    """Today's behaviour, per delivery target: one fit on the labelled images, the budget spent
+    once on the safety queue (auto-normal images most likely to be tumours), answers unused."""
+    rows = []
+    for target in targets:
+        pred = at_target(pipe, first, target)
+        decision = triage(pred.p_pool, pred.estimate.posterior, pred.threshold, n_reads).decision
+        rows.append({"delivery_sensitivity": float(target)} | score_delivered(first, truth, decision == "review", pred))
+    return rows
 
 
 def simulate(
     pipe: Pipeline,
     scenario: Scenario,
     strategy: str,
+    final_strategy: str | None,
     batch_size: int,
     audit_share: float,
     n_budget: int,
     first: Fitted | None = None,
     seed: int = 0,
     workdir: str | Path | None = None,
-) -> tuple[dict[str, float], Fitted]:
-    """Rounds of ``batch_size`` reads by ``strategy`` until ``n_budget`` is spent, each answered
-    from ``scenario.truth`` through a fresh ledger; returns the delivered labels' scores and the
-    final fit. ``first``: the fit without reads, shared by every strategy of a scenario."""
+    delivery_targets=(),
+) -> tuple[list[dict[str, float]], Fitted]:
+    """Rounds of ``batch_size`` reads by ``strategy`` (``final_strategy``, if given, for the round
+    that spends the rest) until ``n_budget`` is spent, each answered
+    from ``scenario.truth`` through a fresh ledger; returns the delivered labels' scores (one row
+    per sensitivity target of the final labels, ``delivery_targets``, default the pipeline's own)
+    and the final fit. ``first``: the fit without reads, shared by every strategy of a scenario."""
     truth = scenario.truth.set_index("file").label
     files = scenario.pool[["file", "pixel_hash"]]
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
@@ -157,7 +183,7 @@ def simulate(
                 audit_share,
                 seed + rounds,
                 np.flatnonzero(answerable),
-                final=left <= batch_size,
+                final_strategy if left <= batch_size else None,
             )
             if not len(idx):
                 break
@@ -169,4 +195,9 @@ def simulate(
             rounds += 1
         if rounds:
             fitted = fit_round(pipe, scenario.labelled, scenario.pool, ledger.read())
-    return score_delivered(fitted, truth) | {"rounds": rounds}, fitted
+    rows = [
+        {"delivery_sensitivity": float(t), "rounds": rounds}
+        | score_delivered(fitted, truth, None, at_target(pipe, fitted, t))
+        for t in (delivery_targets or [pipe.op.target_sensitivity])
+    ]
+    return rows, fitted

@@ -6,10 +6,10 @@ Dekel and Weinshall, ICML 2022) teach more at low budgets; the safety queue remo
 expected missed tumours today. The review benchmark runs them all through simulated readers and
 picks by the worst case. Plain arrays in, indices and reasons out: no Hydra, no I/O.
 
-Strategies (``strategy``; ``a+b`` splits the batch between ``a`` and ``b``; ``a>b`` uses ``a``
-in every round but the last, the one that spends the rest of the budget, and ``b`` there: e.g.
-``threshold>safety`` learns where the model hesitates, then spends the last reads as a safety net
-on the auto-normal images most likely to be tumours, since no read is left after it):
+Strategies (``strategy``; ``a+b`` splits the batch between ``a`` and ``b``). A
+``final_strategy`` replaces it in the round that spends the rest of the budget: e.g.
+``threshold`` then ``safety`` learns where the model hesitates, then spends the last reads as a
+safety net on the auto-normal images most likely to be tumours, since no read is left after it.
 
 * ``safety``: the auto-normal images most likely to be tumours (pool posterior ``q``);
 * ``threshold``: the images whose score is nearest the operating point (log-odds);
@@ -139,18 +139,13 @@ def kcenter(view: PoolView, allowed: np.ndarray, n: int, rng) -> np.ndarray:
 _RULES = {f.__name__: f for f in (safety, threshold, committee, random, typiclust, kcenter)}
 
 
-def parse_strategy(strategy: str, final: bool = False) -> list[str]:
-    """The rules of one round: ``a+b`` -> [a, b]; ``a>b`` -> ``b``'s in the final round, else ``a``'s."""
-    rounds = strategy.split(">")
-    if len(rounds) > 2:
-        raise ValueError(f"review.strategy {strategy!r}: at most one '>' (every round > the last round)")
-    for part in rounds:
-        unknown = [s.strip() for s in part.split("+") if s.strip() not in _RULES]
-        if unknown:
-            raise ValueError(
-                f"review.strategy {strategy!r}: unknown {unknown}; choose from {STRATEGIES}, 'a+b' or 'a>b'"
-            )
-    return [s.strip() for s in rounds[-1 if final else 0].split("+")]
+def parse_strategy(strategy: str) -> list[str]:
+    """The rules of one round: ``a+b`` -> [a, b]."""
+    parts = [s.strip() for s in str(strategy).split("+")]
+    unknown = [s for s in parts if s not in _RULES]
+    if unknown:
+        raise ValueError(f"review strategy {strategy!r}: unknown {unknown}; choose from {STRATEGIES} or 'a+b'")
+    return parts
 
 
 def choose_reads(
@@ -160,11 +155,12 @@ def choose_reads(
     audit_share: float = 0.0,
     seed: int = 0,
     exclude: np.ndarray | None = None,
-    final: bool = False,
+    final_strategy: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Up to ``n`` distinct unread indices and each one's reason (``audit`` or the rule that chose
-    it). ``exclude``: indices that may not be chosen; ``final``: this batch spends the budget."""
-    parts = parse_strategy(strategy, final)
+    it). ``exclude``: indices that may not be chosen; ``final_strategy``: the rules of this batch
+    instead of ``strategy`` (the caller passes it for the batch that spends the budget)."""
+    parts = parse_strategy(final_strategy or strategy)
     rng = np.random.default_rng(seed)
     allowed = np.ones(len(view.p), bool)
     if exclude is not None:

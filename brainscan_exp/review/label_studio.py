@@ -125,6 +125,7 @@ def tasks_for(
                     "reason": _plain(row.reason),
                     "rank": _plain(row.rank),
                     "p_cancer": p,
+                    **({"round": _plain(row.round)} if "round" in queue.columns else {}),  # the ledger's round
                 },
                 "predictions": [
                     {

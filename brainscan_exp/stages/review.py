@@ -26,9 +26,12 @@ log = logging.getLogger(__name__)
 QUEUE_COLUMNS = ["file", "p_cancer", "reason", "rank", "label_pred", "round"]
 
 
-def next_batch(fit: PoolFit, strategy: str, batch_size: int, audit_share: float, seed: int) -> pd.DataFrame:
-    """The queue: conflicts first (``adjudication``), then the audit draw and the strategy's picks,
-    never an image already read, never more than the budget left."""
+def next_batch(
+    fit: PoolFit, strategy: str, batch_size: int, audit_share: float, seed: int, final_strategy: str | None = None
+) -> pd.DataFrame:
+    """The queue: conflicts first (``adjudication``), then the audit draw and the strategy's picks
+    (``final_strategy``'s in the batch that spends the budget), never an image already read,
+    never more than the budget left."""
     pool, prediction = fit.catalogue.pool, fit.prediction
     n = min(int(batch_size), fit.reads_left)
     round_ = int(fit.ledger_rows["round"].max()) + 1 if len(fit.ledger_rows) else 1
@@ -49,7 +52,7 @@ def next_batch(fit: PoolFit, strategy: str, batch_size: int, audit_share: float,
         audit_share,
         seed + round_,
         np.flatnonzero(status != ""),
-        final=fit.reads_left <= int(batch_size),
+        final_strategy if fit.reads_left <= int(batch_size) else None,
     )
     rows = np.concatenate([adjudicate, idx]).astype(int)
     return pd.DataFrame(
@@ -67,11 +70,11 @@ def next_batch(fit: PoolFit, strategy: str, batch_size: int, audit_share: float,
 
 def run(cfg: DictConfig) -> dict[str, float]:
     out_dir, r = output_dir(cfg), cfg.review
-    with open_run(cfg, regime=cfg.regime.name, strategy=r.strategy) as tracker:
+    with open_run(cfg, regime=cfg.regime.name, strategy=r.strategy, final_strategy=str(r.final_strategy)) as tracker:
         log_config(tracker, cfg)
         prep = prepare(cfg, tracker, out_dir)
         fit = fit_pool(cfg, prep)
-        queue = next_batch(fit, r.strategy, r.batch_size, r.audit_share, cfg.seed)
+        queue = next_batch(fit, r.strategy, r.batch_size, r.audit_share, cfg.seed, r.final_strategy)
         queue.to_csv(out_dir / "review_queue.csv", index=False)
         root = prep.catalogue.root
         tasks = label_studio.tasks_for(queue, root, label_studio.document_root_for(root), tracker.run_id)

@@ -37,6 +37,7 @@ from brainscan_exp.stages.predict import estimator_of, operating_point
 
 log = logging.getLogger(__name__)
 ONE_SHOT = "one_shot"
+CANDIDATE = ["strategy", "final_strategy", "batch_size", "audit_share", "delivery_sensitivity"]
 
 
 def answerable(scenarios: dict) -> dict:
@@ -57,7 +58,7 @@ def worst_cases(table: pd.DataFrame) -> pd.DataFrame:
     """One row per candidate, its worst scenario on each measure; ranked by the most missed
     tumours in any scenario, then the highest delivered-error rate, then the lowest unread AUC."""
     worst = (
-        table.groupby(["strategy", "batch_size", "audit_share"], sort=False)
+        table.groupby(CANDIDATE, sort=False)
         .agg(
             worst_missed=("missed", "max"),
             worst_error_rate=("error_rate", "max"),
@@ -74,14 +75,29 @@ def worst_cases(table: pd.DataFrame) -> pd.DataFrame:
     ).reset_index(drop=True)
 
 
+def before_after(table: pd.DataFrame) -> pd.DataFrame:
+    """Each candidate's row beside its scenario's one-shot row: what the loop changes."""
+    before = table[table.strategy == ONE_SHOT].set_index("scenario")
+    after = table[table.strategy != ONE_SHOT]
+    out = after[[*CANDIDATE, "scenario", "n_pool", "n_reads"]].copy()
+    before = before.set_index("delivery_sensitivity", append=True)
+    keys = pd.MultiIndex.from_arrays([after.scenario, after.delivery_sensitivity])
+    for col in ("missed", "false_alarms", "error_rate", "auc_unread", "normals_auto_share"):
+        out[f"{col}_before"] = before[col].reindex(keys).to_numpy()
+        out[f"{col}_after"] = after[col].to_numpy()
+    for col in ("estimate_low", "estimate_high", "estimate_covered"):
+        out[col] = after[col].to_numpy()
+    return out.reset_index(drop=True)
+
+
 def to_markdown(table: pd.DataFrame, worst: pd.DataFrame, chosen: dict, command: str) -> str:
     fmt = lambda x: f"{x:.3f}" if isinstance(x, float) else str(x)  # noqa: E731
     cols = list(worst.columns)
     lines = [
         "# Review benchmark\n",
         f"`{command}`\n",
-        f"Chosen: strategy `{chosen['strategy']}`, batch {chosen['batch_size']}, audit share "
-        f"{chosen['audit_share']}: the fewest missed tumours in the worst scenario, then the lowest "
+        f"Chosen: strategy `{chosen['strategy']}` (final round: `{chosen['final_strategy'] or 'the same'}`), batch {chosen['batch_size']}, audit share "
+        f"{chosen['audit_share']}, delivered labels at sensitivity target {chosen['delivery_sensitivity']}: the fewest missed tumours in the worst scenario, then the lowest "
         "worst-case delivered-error rate, then the best worst-case ROC-AUC on unread images. "
         f"`{ONE_SHOT}` is today's one-shot safety queue.\n",
         "## Every candidate, worst case over scenarios\n",
@@ -92,6 +108,8 @@ def to_markdown(table: pd.DataFrame, worst: pd.DataFrame, chosen: dict, command:
     tcols = [
         "scenario",
         "strategy",
+        "final_strategy",
+        "delivery_sensitivity",
         "batch",
         "rounds",
         "n_pool",
@@ -105,10 +123,8 @@ def to_markdown(table: pd.DataFrame, worst: pd.DataFrame, chosen: dict, command:
         "estimate_high",
         "estimate_covered",
     ]
-    pick = table[
-        ((table.strategy == chosen["strategy"]) & (table.batch_size == chosen["batch_size"]))
-        | (table.strategy == ONE_SHOT)
-    ].sort_values(["scenario", "strategy"])
+    pick = table[np.logical_and.reduce([table[c] == chosen[c] for c in CANDIDATE]) | (table.strategy == ONE_SHOT)]
+    pick = pick.sort_values(["scenario", "strategy", "delivery_sensitivity"])
     lines += [
         "\n## Chosen candidate and the one-shot queue, per scenario\n",
         "| " + " | ".join(tcols) + " |",
@@ -152,7 +168,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
             lambda hashes: [near_groups.get(h, h) for h in hashes],
         )
         rate = reads_for_budget(cfg.review.budget_eur, cfg.review.cost_per_read_eur) / b.budget_pool_size
-        grid = list(product(b.strategies, b.batch_sizes, b.audit_shares))
+        grid = list(product(b.strategies, b.final_strategies, b.batch_sizes, b.audit_shares))
         rows = []
         for name, sc in scenarios.items():
             n_budget = max(1, int(round(rate * len(sc.pool))))
@@ -179,28 +195,35 @@ def run(cfg: DictConfig) -> dict[str, float]:
             scen_rows = [
                 {
                     "strategy": ONE_SHOT,
+                    "final_strategy": "",
                     "batch_size": b.budget_pool_size,
                     "batch": n_budget,
                     "audit_share": 0.0,
                     "rounds": 0,
                 }
-                | one_shot(first, truth, n_budget)
+                | row
+                for row in one_shot(pipe, first, truth, n_budget, b.delivery_sensitivities)
             ]
-            # batches scale with the pool like the budget (the same number of rounds everywhere); one
-            # batch spending the whole budget makes 'a>b' the same as 'b': that cell is left out
+            # batches scale with the pool like the budget (the same number of rounds everywhere); a
+            # final strategy only differs from none when there is more than one round
             scale = len(sc.pool) / b.budget_pool_size
             cells = [
-                (s, int(bs), max(1, round(int(bs) * scale)), float(a))
-                for s, bs, a in grid
-                if not (">" in s and max(1, round(int(bs) * scale)) >= n_budget)
+                (s, f or "", int(bs), max(1, round(int(bs) * scale)), float(a))
+                for s, f, bs, a in grid
+                if not f or (f != s and max(1, round(int(bs) * scale)) < n_budget)
             ]
+            targets = [float(t) for t in b.delivery_sensitivities]
             results = Parallel(n_jobs=int(b.n_jobs))(
-                delayed(simulate)(pipe, sc, s, batch, a, n_budget, first, cfg.seed) for s, _, batch, a in cells
+                delayed(simulate)(pipe, sc, s, f or None, batch, a, n_budget, first, cfg.seed, None, targets)
+                for s, f, _, batch, a in cells
             )
-            for (strategy, nominal, batch, audit), (scores, _) in zip(cells, results):
-                scen_rows.append(
-                    {"strategy": strategy, "batch_size": nominal, "batch": batch, "audit_share": audit} | scores
-                )
+            for (strategy, final, nominal, batch, audit), (scores, _) in zip(cells, results):
+                scen_rows += [
+                    {"strategy": strategy, "final_strategy": final, "batch_size": nominal, "batch": batch}
+                    | {"audit_share": audit}
+                    | row
+                    for row in scores
+                ]
             frame = pd.DataFrame(scen_rows).assign(scenario=name, budget=n_budget)
             atomic_write(cached, lambda tmp, f=frame: f.to_parquet(tmp, index=False))
             rows.append(frame)
@@ -211,6 +234,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         worst = worst_cases(table)
         candidates = worst[worst.strategy != ONE_SHOT]
         chosen = {k: (v.item() if hasattr(v, "item") else v) for k, v in candidates.iloc[0].items()}
+        chosen |= {"worst_missed_after": chosen["worst_missed"], "worst_error_rate_after": chosen["worst_error_rate"]}
         before = worst[worst.strategy == ONE_SHOT].iloc[0].to_dict()
         table.to_csv(out_dir / "review_benchmark.csv", index=False)
         (out_dir / "review_benchmark.md").write_text(to_markdown(table, worst, chosen, command))
@@ -225,14 +249,15 @@ def run(cfg: DictConfig) -> dict[str, float]:
             "seconds": seconds,
         }
         parent.log_metrics(metrics)
-        parent.set_tags({f"chosen/{k}": chosen[k] for k in ("strategy", "batch_size", "audit_share")})
+        parent.set_tags({f"chosen/{k}": chosen[k] for k in CANDIDATE})
         result = {
             "command": command,
             "seconds": round(seconds, 1),
             "chosen": chosen,
             "one_shot": {k: (v.item() if hasattr(v, "item") else v) for k, v in before.items()},
             "worst_cases": worst.to_dict(orient="records"),
-            "table": table.replace({np.nan: None}).to_dict(orient="records"),
+            "table": before_after(table).replace({np.nan: None}).to_dict(orient="records"),
+            "rows": table.replace({np.nan: None}).to_dict(orient="records"),
             "mlflow_run_id": parent.run_id,
         }
         if b.get("results_json"):
@@ -246,7 +271,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         log.info(
             "review benchmark: chosen %s (worst case: %d missed tumours, %.1f%% delivered labels wrong); "
             "one-shot queue: %d missed, %.1f%% wrong (%.0f s)",
-            {k: chosen[k] for k in ("strategy", "batch_size", "audit_share")},
+            {k: chosen[k] for k in CANDIDATE},
             chosen["worst_missed"],
             100 * chosen["worst_error_rate"],
             before["worst_missed"],
