@@ -188,11 +188,31 @@ def with_copies(table: pd.DataFrame, unlabelled: pd.DataFrame, p_copies: np.ndar
     return out.drop(columns="pixel_hash")
 
 
-def summary_lines(table: pd.DataFrame, sorted_triage: Triage) -> list[str]:
-    """The three lines a run ends with."""
-    auto = int((table.triage != "review").sum())
-    return [
-        f"images auto-labelled: {auto} ({int((table.triage == 'cancer').sum())} cancer, {int((table.triage == 'normal').sum())} normal)",
-        f"images sent to review: {sorted_triage.n_reads}",
-        f"expected missed tumours among auto-labelled normal: {sorted_triage.expected_missed:.1f}",
+def summary_lines(table: pd.DataFrame, sorted_triage: Triage, expected: dict[str, float] | None = None) -> list[str]:
+    """What a predict run ends with, in plain words: the labels it wrote, the review queue, and
+    (``expected``: the run's own estimate on the pool, no truth used) how good it expects them to be."""
+    n = {k: int((table.triage == k).sum()) for k in ("cancer", "normal", "review")}
+    copies = int((table.label_source == "copy").sum()) if "label_source" in table else 0
+    lines = [
+        f"labels for the pool: {len(table)} images - {n['cancer']} cancer, {n['normal']} normal, "
+        f"{n['review']} for a radiologist to read"
+        + (f" ({copies} copy(ies) of labelled images take their twin's label)" if copies else ""),
+        f"expected missed tumours among the images labelled normal: {sorted_triage.expected_missed:.1f}",
     ]
+    if expected:
+        e = {k: float(expected.get(k, np.nan)) for k in ("sensitivity", "specificity", "prior")}
+        low, high = expected.get("sensitivity_low", np.nan), expected.get("sensitivity_high", np.nan)
+        lines.append(
+            f"the run's own estimate on this pool (no truth used): sensitivity {e['sensitivity']:.2f} "
+            f"(interval {low:.2f}-{high:.2f}), specificity {e['specificity']:.2f}, tumour share {e['prior']:.2f}"
+        )
+    return lines
+
+
+def truth_line(scored: dict[str, float], source: str) -> str:
+    """One readable line for predictions scored against a truth file."""
+    n, tumours = int(scored["n_scored"]), round(scored["n_scored"] * scored["tumour_share"])
+    return (
+        f"checked against {source} ({n} images, {tumours} tumours): sensitivity {scored['sensitivity']:.2f}, "
+        f"specificity {scored['specificity']:.2f}, ROC-AUC {scored['roc_auc']:.3f}"
+    )

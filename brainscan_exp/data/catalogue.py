@@ -198,5 +198,20 @@ def build_catalogue(root: str | Path, cache_dir: str | Path | None = None, on_ba
     pool = files[(files.label < 0) & ~files.pixel_hash.isin(labelled.pixel_hash)]
     pool = pool.sort_values("file").drop_duplicates("pixel_hash").reset_index(drop=True)
     catalogue = Catalogue(root, files.reset_index(drop=True), labelled, pool, _duplicate_report(files), bad)
-    log.info("catalogue %s: %s", root, catalogue.summary())
+    log.info(catalogue_line(catalogue))
     return catalogue
+
+
+def catalogue_line(catalogue: Catalogue) -> str:
+    """The catalogue in one readable line (the run's first)."""
+    s = catalogue.summary()
+    line = (
+        f"dataset {catalogue.root}: {s['n_files']} files, {s['n_distinct']} distinct images; "
+        f"{s['n_labelled_distinct']} labelled ({s['n_labelled_cancer']} cancer, {s['n_labelled_normal']} normal), "
+        f"{s['n_pool_distinct']} to label"
+    )
+    if s["n_pool_copies_of_labelled"]:
+        line += f"; {s['n_pool_copies_of_labelled']} unlabelled file(s) are copies of labelled images"
+    if s["n_bad_files"]:
+        line += f"; {s['n_bad_files']} unreadable file(s) left out (bad_files.csv)"
+    return line
