@@ -199,6 +199,11 @@ def _probe_label(variant: str, lang: str) -> str:
     return ", ".join(out)
 
 
+def _cap(phrase: str) -> str:
+    """First letter up, the rest as written (``un GPU`` -> ``Un GPU``)."""
+    return phrase[:1].upper() + phrase[1:]
+
+
 def _dataset_name(name: str, lang: str) -> str:
     names = {
         "fr": {"oc": "données du brief", "brain_mri_oc": "second jeu", "demo": "démonstration"},
@@ -355,9 +360,7 @@ def build(facts: Facts, lang: str, settings: dict, out: Path) -> Path:
         c = cluster.values
         assoc = cluster.tables["association"].sort_values("value")
         items = [
-            text(
-                L, "cluster_1", clusterer=term(L, c["clusterer"]).capitalize(), n_clusters=integer(c["n_clusters"], L)
-            ),
+            text(L, "cluster_1", clusterer=_cap(term(L, c["clusterer"])), n_clusters=integer(c["n_clusters"], L)),
             text(L, "cluster_2", v_label=number(c["v_label"], L, 2)),
             text(
                 L,
@@ -414,7 +417,7 @@ def build(facts: Facts, lang: str, settings: dict, out: Path) -> Path:
             text(
                 L,
                 "le_1",
-                dataset=_dataset_name(name, L).capitalize(),
+                dataset=_cap(_dataset_name(name, L)),
                 auc_small=number(v["auc_small"], L),
                 n_small=integer(v["n_small"], L),
                 auc_all=number(v["auc_all"], L),
@@ -462,7 +465,7 @@ def build(facts: Facts, lang: str, settings: dict, out: Path) -> Path:
             embedding=term(L, gen.values["embedding"]),
             rule=term(L, gen.values["rule"]),
         ),
-        widths=[Inches(4.6)] + [Inches(1.1)] * 2 + [Inches(1.3)] + [Inches(1.15)] * 2 + [Inches(0.95)] * 2,
+        widths=[Inches(w) for w in (4.3, 1.0, 1.05, 1.3, 1.3, 1.3, 0.9, 1.1)],
     )
 
     deck.next("op").figure(
@@ -511,7 +514,7 @@ def build(facts: Facts, lang: str, settings: dict, out: Path) -> Path:
         text(
             L,
             "scale_2",
-            option=term(L, o["name"]).capitalize(),
+            option=_cap(term(L, o["name"])),
             cost=euros(o["cost_eur"], L),
             hours=number(o["hours"], L, 1),
         )
