@@ -29,7 +29,6 @@ BODY_HEIGHT = HEIGHT - BODY_TOP - Inches(0.35)
 # figures are drawn at the size they are placed (inches): fonts keep their point size on the slide
 FIG_W, WIDE_H = Inches(7.9), Inches(3.0)
 FIG_SIZE = (7.9, 5.75)  # beside the text, the full body height
-FIG_SIZE_CAPTION = (7.9, 5.2)  # with a caption line below
 WIDE_SIZE = (12.3, 3.0)
 
 
@@ -91,8 +90,10 @@ class Deck:
         cap_h = Inches(0.5) if caption else 0
         pic = self.picture(slide, image, MARGIN, BODY_TOP, fig_w, BODY_HEIGHT - cap_h)
         if caption:
-            self._box(slide, MARGIN, pic.top + pic.height, fig_w, cap_h, [caption], sizes=(14, 13, 12))
-        left = MARGIN + fig_w + Inches(0.2)
+            self._box(
+                slide, MARGIN, pic.top + pic.height, max(pic.width, Inches(3)), cap_h, [caption], sizes=(14, 13, 12)
+            )
+        left = MARGIN + max(pic.width, Inches(3)) + Inches(0.3)  # a narrow figure leaves the text more room
         self._box(slide, left, BODY_TOP, WIDTH - left - MARGIN, BODY_HEIGHT, [f"• {t}" for t in items])
         return slide
 
@@ -308,9 +309,9 @@ def build(facts: Facts, lang: str, settings: dict, out: Path) -> Path:
     if pairs is not None and len(pairs):
         images = [(_grey(a), _grey(b)) for a, b in zip(pairs.a, pairs.b)]
         titles = ("original", "copie" if L == "fr" else "copy")
-        size = (FIG_SIZE_CAPTION[1] * 2 / len(images) * 0.98, FIG_SIZE_CAPTION[1])
+        size = (FIG_SIZE[1] * 2 / len(images) * 0.98, FIG_SIZE[1])  # a few large images, not thumbnails
         pic = figures.photos(images, titles, size, fig_dir / "near_copies.png")
-        deck.figure(data_title, pic, data_items, facts["data"].cites, text(L, "data_caption"))
+        deck.figure(data_title, pic, [*data_items, text(L, "data_caption")], facts["data"].cites)
     else:
         deck.bullets(data_title, data_items, facts["data"].cites)
 

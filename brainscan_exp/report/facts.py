@@ -74,7 +74,11 @@ def _near_pairs(cv: Run, n: int = 3) -> pd.DataFrame:
         files = group.drop_duplicates("pixel_hash").file.tolist()[:2]
         if len(files) == 2 and all((root / f).is_file() for f in files):
             rows.append({"a": root / files[0], "b": root / files[1], "score": float(group.score.max())})
-    return pd.DataFrame(rows).sort_values("score", ascending=False).head(n) if rows else empty
+    if not rows:
+        return empty
+    found = pd.DataFrame(rows).sort_values("score", ascending=False).reset_index(drop=True)
+    spread = np.unique(np.linspace(0, len(found) - 1, min(n, len(found))).round().astype(int))
+    return found.iloc[spread].reset_index(drop=True)  # the most certain pair to the least: what copies look like
 
 
 def _semi(cv: Run) -> Section:

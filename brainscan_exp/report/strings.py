@@ -178,7 +178,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "data_2": "{n_near_groups} groupe(s) de quasi-copies (retournées, recadrées, recontrastées), "
         "{n_near_files} fichiers ; un groupe reste toujours du même côté d'un test.",
         "data_3": "Les sources diffèrent selon la classe : un modèle peut apprendre la source au lieu de la tumeur.",
-        "data_caption": "Paires de quasi-copies confirmées : à gauche, l'original ; à droite, sa copie.",
+        "data_caption": "Ci-contre, des quasi-copies confirmées : l'original à gauche, sa copie à droite.",
         "pipeline_title": "Six étapes, de l'image brute à la liste de relecture",
         "pipeline_1": "Chaque étape est une commande et laisse une trace consultable (MLflow).",
         "pipeline_2": "Réglages retenus par le banc de généralisation, au pire de {n_scenarios} scénarios.",
@@ -299,7 +299,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "data_2": "{n_near_groups} near-copy group(s) (flipped, cropped, re-contrasted), {n_near_files} files; "
         "a group always stays on one side of a test.",
         "data_3": "Sources differ between classes: a model can learn the source instead of the tumour.",
-        "data_caption": "Confirmed near-copy pairs: the original on the left, its copy on the right.",
+        "data_caption": "Shown here, confirmed near copies: the original on the left, its copy on the right.",
         "pipeline_title": "Six steps, from the raw image to the review list",
         "pipeline_1": "Each step is a command and leaves a record to consult (MLflow).",
         "pipeline_2": "Settings chosen by the generalization benchmark, at the worst of {n_scenarios} scenarios.",
