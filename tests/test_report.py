@@ -29,7 +29,7 @@ RNG = np.random.default_rng(0)
 
 
 def _cv_run(uri: str, tmp: Path) -> str:
-    regimes = ["sup", "semi", "linear_probe"]
+    regimes = ["sup", "semi", "linear_probe", "label_spreading"]
     rows = []
     for regime in regimes:
         for budget, n in (("6", 6), ("10", 10), ("all", 24)):
@@ -124,6 +124,27 @@ def _predict_run(uri: str, tmp: Path) -> str:
         return run.run_id
 
 
+def _cluster_run(uri: str, tmp: Path) -> str:
+    from PIL import Image
+
+    Image.new("RGB", (40, 30)).save(tmp / "projections.png")
+    pd.DataFrame(
+        {
+            "confound": ["label", "mean_intensity", "ud_symmetry", "bbox_aspect"],
+            "measure": ["cramers_v", "eta2", "eta2", "eta2"],
+            "value": [0.35, 0.21, 0.05, 0.4],
+            "n": [20, 60, 60, 60],
+            "flagged": [True, True, False, True],
+        }
+    ).to_csv(tmp / "confound_association.csv", index=False)
+    tags = {"task": "cluster", "dataset": "demo", "clusterer": "kmeans", "backbone": "tf_efficientnet_lite0"}
+    with MlflowRun(uri, "brainscan", "cluster-demo", tags) as run:
+        run.log_metrics({"cluster/n_clusters": 2, "cluster/cramers_v_label": 0.35, "cluster/n_confounds_flagged": 2})
+        run.log_artifact(tmp / "projections.png", "figures")
+        run.log_artifact(tmp / "confound_association.csv", "cluster")
+        return run.run_id
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("report")
@@ -132,7 +153,7 @@ def store(tmp_path_factory):
     results.mkdir()
     for name in ("generalization.json", "bench_features.json", "probe_cv_auc_mri_dataset_brain_cancer_oc.json"):
         shutil.copy(REPO / "scripts" / "results" / name, results / name)
-    ids = {"cv": _cv_run(uri, tmp), "predict": _predict_run(uri, tmp)}
+    ids = {"cv": _cv_run(uri, tmp), "predict": _predict_run(uri, tmp), "cluster": _cluster_run(uri, tmp)}
     return {"tmp": tmp, "uri": uri, "results": results, "ids": ids}
 
 
@@ -193,6 +214,9 @@ def test_both_decks_have_cited_figures_and_no_overflow(decks, store):
                 assert re.search(r"MLflow run [0-9a-f]{32}|scripts/results/\w+\.json", notes), (lang, number_)
         assert find_overflows(path) == []
     fr, en = _slides(decks["fr"]), _slides(decks["en"])
+    cluster = next(body for body, _, _ in fr if "sans étiquettes" in body)
+    assert "luminosité moyenne, forme du crâne" in cluster  # flagged confounds through the glossary
+    assert sum(has_picture for _, _, has_picture in fr) >= 7  # pipeline, features, cluster, semi, curve, op, cost
     assert "Réponses au brief" in fr[1][0] and "Answers to the brief" in en[1][0]
     assert len(fr) == len(en)
 

@@ -64,6 +64,13 @@ def localise(fig: Figure, lang: str) -> Figure:
     return fig
 
 
+def _plain_log_ticks(axis, lang: str, subs=(1.0, 2.0, 5.0)) -> None:
+    """A log axis read as plain numbers (1, 2, 5, 10, 20, ...) instead of powers of ten."""
+    axis.set_major_locator(ticker.LogLocator(base=10, subs=subs))
+    axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: number(v, lang, 0 if v >= 1 else 2)))
+    axis.set_minor_formatter(ticker.NullFormatter())
+
+
 def min_font_pt(fig: Figure) -> float:
     """Smallest font size (pt, at the figure's own size) among the visible, non-empty texts."""
     fig.canvas.draw()
@@ -199,6 +206,7 @@ def label_efficiency(
                 ax.plot(n, [fits[name].auc(v) for v in n], ":", color=line.get_color())
         ax.plot([], [], "k:", label=text(lang, "le_fit"))
         ax.set_xscale("log")
+        _plain_log_ticks(ax.xaxis, lang)
         ax.set(xlabel=text(lang, "le_xlabel"), ylabel=text(lang, "le_ylabel"))
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right")
@@ -226,6 +234,7 @@ def cost_bars(options: list[dict], budget: float, lang: str, size, path: Path) -
         ax_cost.barh(y, [o["cost_eur"] for o in options], color=BLUE)
         ax_cost.axvline(budget, color=RED, ls="--", lw=2, label=text(lang, "scale_budget", budget=euros(budget, lang)))
         ax_cost.set_xscale("log")
+        _plain_log_ticks(ax_cost.xaxis, lang, subs=(1.0,))
         ax_cost.set_xlabel(text(lang, "scale_cost"))
         ax_cost.legend(loc="center right")
         for yi, o in zip(y, options):
