@@ -14,8 +14,10 @@ $(VENV)/.installed: pyproject.toml
 	label-studio-venv label-studio label-studio-stop
 setup: $(VENV)/.installed
 
+# the client's job on the demo data: labels for the pool, triage, the run's own estimate, checked
+# against the demo's truth file (task=train, one regime on one split: `.venv/bin/python -m brainscan_exp`)
 run: setup
-	$(PY) -m brainscan_exp $(ARGS)
+	$(PY) -m brainscan_exp experiment=predict $(ARGS)
 
 # fast tests on generated data (lint first); `make test-slow` runs the marked slow ones (CI runs
 # both), `make test-all` adds the real-data integration tests
@@ -40,8 +42,9 @@ format: setup
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# prints the runs table's address (MLflow 3 would open its GenAI page otherwise), then serves the UI
 ui: setup
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db
+	$(PY) -m brainscan_exp.tracking.ui --backend-store-uri sqlite:///mlruns/mlflow.db
 
 # the runs the hand-over deck reads, on the demo data (seconds to minutes on a CPU)
 DEMO := debug=cv_fast features.progress=false

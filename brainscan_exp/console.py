@@ -11,6 +11,7 @@ Each filter sits on the logger or module the noise comes from, so nothing of our
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
 
 LIGHTNING_LOGGERS = ("lightning.pytorch", "lightning.fabric", "lightning")
@@ -58,3 +59,11 @@ def quiet_third_party() -> None:
     warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer", category=UserWarning)
     warnings.formatwarning = _one_line_warning
     logging.captureWarnings(True)  # warnings become log lines of the ``py.warnings`` logger
+
+
+def report_input_error(error: BaseException, stream=None) -> None:
+    """Print an input error (bad folder, bad file) as the plain lines a person reads, on stderr:
+    what is wrong, which files, what to do. No traceback: the input is at fault, not the code."""
+    stream = stream or sys.stderr
+    stream.write(f"error: {error}\n")
+    stream.flush()

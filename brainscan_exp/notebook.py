@@ -15,13 +15,14 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from brainscan_exp.config import initialize_configs, set_project_root
-from brainscan_exp.console import quiet_hydra_startup
+from brainscan_exp.console import quiet_hydra_startup, quiet_third_party
 
 
 def compose_config(overrides: list[str] | None = None, output_dir: str | Path | None = None) -> DictConfig:
     """The ``train`` config with ``overrides``, its output folder under ``logs/notebooks/``."""
     set_project_root()
     quiet_hydra_startup()
+    quiet_third_party()  # no Lightning banners or tips in a cell's output (notebooks are read)
     GlobalHydra.instance().clear()
     with initialize_configs():
         cfg = compose("train", overrides=list(overrides or []), return_hydra_config=True)

@@ -145,7 +145,7 @@ def main(overrides: list[str]) -> dict:
         print(f"{o['name']:>18}: {o['images_per_s']:8.1f} img/s  {o['hours']:8.1f} h  EUR {o['cost_eur']:9.2f}")
     split = result["budget_split"]
     print(
-        f"EUR {cost.budget_eur:,} for {n:,} images: compute EUR {split['compute_eur']:.0f} ({cheapest['name']}), "
+        f"EUR {cost.budget_eur:,} for {n:,} images: compute EUR {split['compute_eur']:.2f} ({cheapest['name']}), "
         f"{reads:,} expert reads left = {split['share_of_images']:.2%} of the images"
     )
     print(f"audit: {tumours} tumour slices (~{result['audit']['reads']:,} reads) to show sensitivity >= {bar}")

@@ -16,6 +16,33 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
+MAX_OUTPUT_LINES = 40  # a cell's output a person reads; longer is chatter to switch off
+
+
+def output_lines(cell) -> int:
+    """Lines a reader sees under a code cell: printed text, errors, and plain-text results (a
+    table or figure shown as HTML or an image counts one line)."""
+    lines = 0
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "stream":
+            lines += len(output.get("text", "").splitlines())
+        elif output.get("output_type") == "error":
+            lines += len(output.get("traceback", []))
+        else:
+            data = output.get("data", {})
+            rich = any(k.startswith("image/") or k == "text/html" for k in data)
+            lines += 1 if rich else len(data.get("text/plain", "").splitlines())
+    return lines
+
+
+def longest_outputs(book) -> list[tuple[int, int]]:
+    """(cell index, lines) of the code cells whose output is over ``MAX_OUTPUT_LINES``."""
+    return [
+        (i, n)
+        for i, cell in enumerate(book.cells)
+        if cell.cell_type == "code" and (n := output_lines(cell)) > MAX_OUTPUT_LINES
+    ]
+
 
 def execute(path: Path, out: Path, timeout: int = 1800) -> float:
     """Runs ``path`` in its own folder; returns the seconds it took. Raises on an error cell."""
@@ -37,7 +64,8 @@ def main() -> None:
     args = parser.parse_args()
     for path in args.notebooks:
         seconds = execute(path, (args.out / path.name) if args.out else path, args.timeout)
-        print(f"{path}: {seconds:.0f} s")
+        long = longest_outputs(nbformat.read((args.out / path.name) if args.out else path, as_version=4))
+        print(f"{path}: {seconds:.0f} s" + (f"; cells over {MAX_OUTPUT_LINES} output lines: {long}" if long else ""))
 
 
 if __name__ == "__main__":

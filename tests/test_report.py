@@ -4,10 +4,10 @@ no overflowing text, figures cited, numbers equal to the runs', a missing run na
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ from pptx.util import Inches, Pt
 
 from brainscan_exp.notebook import compose_config
 from brainscan_exp.report.layout import find_overflows, fitting_size
+from brainscan_exp.report.render import missing_tools
 from brainscan_exp.report.sources import MissingSource
 from brainscan_exp.report.strings import integer, number
 from brainscan_exp.tracking.mlflow_run import MlflowRun
@@ -28,7 +29,7 @@ RNG = np.random.default_rng(0)
 
 
 def _cv_run(uri: str, tmp: Path) -> str:
-    regimes = ["sup", "semi", "linear_probe"]
+    regimes = ["sup", "semi", "linear_probe", "label_spreading"]
     rows = []
     for regime in regimes:
         for budget, n in (("6", 6), ("10", 10), ("all", 24)):
@@ -123,6 +124,27 @@ def _predict_run(uri: str, tmp: Path) -> str:
         return run.run_id
 
 
+def _cluster_run(uri: str, tmp: Path) -> str:
+    from PIL import Image
+
+    Image.new("RGB", (40, 30)).save(tmp / "projections.png")
+    pd.DataFrame(
+        {
+            "confound": ["label", "mean_intensity", "ud_symmetry", "bbox_aspect"],
+            "measure": ["cramers_v", "eta2", "eta2", "eta2"],
+            "value": [0.35, 0.21, 0.05, 0.4],
+            "n": [20, 60, 60, 60],
+            "flagged": [True, True, False, True],
+        }
+    ).to_csv(tmp / "confound_association.csv", index=False)
+    tags = {"task": "cluster", "dataset": "demo", "clusterer": "kmeans", "backbone": "tf_efficientnet_lite0"}
+    with MlflowRun(uri, "brainscan", "cluster-demo", tags) as run:
+        run.log_metrics({"cluster/n_clusters": 2, "cluster/cramers_v_label": 0.35, "cluster/n_confounds_flagged": 2})
+        run.log_artifact(tmp / "projections.png", "figures")
+        run.log_artifact(tmp / "confound_association.csv", "cluster")
+        return run.run_id
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("report")
@@ -131,7 +153,7 @@ def store(tmp_path_factory):
     results.mkdir()
     for name in ("generalization.json", "bench_features.json", "probe_cv_auc_mri_dataset_brain_cancer_oc.json"):
         shutil.copy(REPO / "scripts" / "results" / name, results / name)
-    ids = {"cv": _cv_run(uri, tmp), "predict": _predict_run(uri, tmp)}
+    ids = {"cv": _cv_run(uri, tmp), "predict": _predict_run(uri, tmp), "cluster": _cluster_run(uri, tmp)}
     return {"tmp": tmp, "uri": uri, "results": results, "ids": ids}
 
 
@@ -142,6 +164,7 @@ def _overrides(store, out: str) -> list[str]:
         f"report.results_dir={store['results']}",
         f"report.out_dir={store['tmp'] / out}",
         "report.label_efficiency_datasets=[]",
+        "report.render=false",
     ]
 
 
@@ -191,7 +214,11 @@ def test_both_decks_have_cited_figures_and_no_overflow(decks, store):
                 assert re.search(r"MLflow run [0-9a-f]{32}|scripts/results/\w+\.json", notes), (lang, number_)
         assert find_overflows(path) == []
     fr, en = _slides(decks["fr"]), _slides(decks["en"])
-    assert "Synthèse" in fr[1][0] and "Synthesis" in en[1][0]
+    cluster = next(body for body, _, _ in fr if "sans étiquettes" in body)
+    assert "luminosité moyenne, forme du crâne" in cluster  # flagged confounds through the glossary
+    assert sum(has_picture for _, _, has_picture in fr) >= 7  # pipeline, features, cluster, semi, curve, op, cost
+    assert "Réponses au brief" in fr[1][0] and "Answers to the brief" in en[1][0]
+    assert len(fr) == len(en)
 
 
 def test_report_run_logs_the_decks(decks, store):
@@ -240,19 +267,162 @@ def test_overflow_is_detected(tmp_path):
     assert fitting_size(["short"], Inches(2), Inches(0.5)) == 20
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(shutil.which("soffice") is None, reason="LibreOffice (soffice) not installed")
-def test_pdf_has_one_page_per_slide(decks, tmp_path):
-    path = decks["fr"]
-    subprocess.run(
-        ["soffice", "--headless", "--convert-to", "pdf", "--outdir", str(tmp_path), str(path)],
-        check=True,
-        capture_output=True,
-        timeout=300,
+# what slide text must not show: snake_case names, config keys (key=value), commands in backticks,
+# run ids, arrows between internal names, paths with two or more slashes
+INTERNAL = re.compile(r"\b[A-Za-z0-9]+(?:_[A-Za-z0-9]+)+\b|\b\w+=\S|`|\b[0-9a-f]{32}\b|->|\b\w+(?:/\w+){2,}")
+ZERO_EUROS = re.compile(r"(?<![\d,.\u202f])0\s?€|€0(?![.,]\d)")
+AMOUNT = re.compile(r"(\d[\d\u202f]*(?:,\d+)?)[ \u00a0]€|€(\d[\d,]*(?:\.\d+)?)")
+
+
+def deck_problems(path: Path, lang: str) -> list[str]:
+    """What the rendered-deck rules forbid, as readable lines (empty: the deck passes)."""
+    from PIL import Image
+
+    from brainscan_exp.report.figures import placed_font_pt
+
+    problems = [f"overflow: {o}" for o in find_overflows(path)]
+    for k, slide in enumerate(Presentation(str(path)).slides, start=1):
+        texts = [s.text_frame.text for s in slide.shapes if s.has_text_frame]
+        texts += [c.text for s in slide.shapes if s.has_table for row in s.table.rows for c in row.cells]
+        body = "\n".join(texts)
+        problems += [f"slide {k}: internal name {m.group(0)!r}" for m in INTERNAL.finditer(body)]
+        problems += [f"slide {k}: zero amount {m.group(0)!r}" for m in ZERO_EUROS.finditer(body)]
+        for m in AMOUNT.finditer(body):
+            raw = m.group(1) or m.group(2)
+            value = float(raw.replace("\u202f", "").replace(",", ".") if lang == "fr" else raw.replace(",", ""))
+            if value < 100 and not re.search(r"[.,]\d\d$", raw):
+                problems.append(f"slide {k}: amount under 100 without cents {m.group(0)!r}")
+        for shape in slide.shapes:
+            if shape.shape_type == 13:  # picture
+                with Image.open(io.BytesIO(shape.image.blob)) as image:
+                    font = placed_font_pt(image, shape.width / 914400)
+                if font is None:
+                    problems.append(f"slide {k}: a picture that is not a deck figure (no font record)")
+                elif font < 12:
+                    problems.append(f"slide {k}: smallest figure font {font:.1f} pt once placed")
+    return problems
+
+
+def test_the_rules_catch_what_they_forbid(tmp_path):
+    from PIL import Image
+
+    prs = Presentation()
+    slide = prs.slides.add_slide(prs.slide_layouts[6])
+    box = slide.shapes.add_textbox(Inches(0.5), Inches(0.5), Inches(9), Inches(3))
+    box.text_frame.text = "Tête cv_C sur brain_mri_oc/no_meningioma, calcul 0 € ; gpu : 1 € ; lite0/mri/stage3"
+    box.text_frame.paragraphs[0].runs[0].font.size = Pt(14)
+    Image.new("RGB", (100, 50)).save(tmp_path / "plain.png")
+    slide.shapes.add_picture(str(tmp_path / "plain.png"), Inches(0.5), Inches(4), Inches(2))
+    prs.save(tmp_path / "bad.pptx")
+    found = "\n".join(deck_problems(tmp_path / "bad.pptx", "fr"))
+    for expected in ("'cv_C'", "'brain_mri_oc'", "zero amount '0 €'", "without cents '1 €'", "lite0/mri/stage3"):
+        assert expected in found, (expected, found)
+    assert "not a deck figure" in found
+
+
+def test_a_small_font_at_placed_size_is_caught(tmp_path):
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    from brainscan_exp.report import figures
+
+    fig = Figure(figsize=(8, 4))
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1])
+    ax.tick_params(labelsize=9)
+    png = figures._save(fig, tmp_path / "f.png")
+    with Image.open(png) as image:
+        assert figures.placed_font_pt(image, 8.0) == pytest.approx(9)
+        assert figures.placed_font_pt(image, 16.0) == pytest.approx(18)
+
+
+def test_decks_follow_the_rules_a_reader_sees(decks):
+    """No internal name in slide text, no "0 €", cents below €100, figures >= 12 pt as placed."""
+    for lang, path in decks.items():
+        assert deck_problems(path, lang) == [], lang
+
+
+def test_money_has_cents_below_100_and_thousands_separators():
+    from brainscan_exp.report.strings import euros
+
+    assert euros(0.4507, "fr") == "0,45\u00a0€" and euros(1.96, "en") == "€1.96"
+    assert euros(5000, "fr") == "5\u202f000\u00a0€" and euros(5000, "en") == "€5,000"
+
+
+def _review_json(path: Path) -> None:
+    rows = [
+        {"strategy": s, "batch_size": 50, "audit_share": 0.1, "scenario": scenario, "n_pool": 1272, "n_reads": 300}
+        | {"missed_before": before, "false_alarms_before": 40, "error_rate_before": 0.05}
+        | {"missed_after": after, "false_alarms_after": 30, "error_rate_after": 0.03, "auc_unread_before": 0.95}
+        | {"auc_unread_after": 0.97, "normals_auto_share": 0.6, "estimate_low": 1, "estimate_high": 4}
+        | {"estimate_covered": True}
+        for s in ("committee", "top_score")
+        for scenario, before, after in (("brief_cv", 4, 1), ("brain_mri_oc/share_20", 6, 2))
+    ]
+    chosen = {"strategy": "committee", "batch_size": 50, "audit_share": 0.1, "worst_missed_after": 2}
+    chosen |= {"worst_error_rate_after": 0.031}
+    path.write_text(
+        json.dumps(
+            {
+                "command": "python scripts/bench_review.py",
+                "seconds": 1.0,
+                "chosen": chosen,
+                "table": rows,
+                "worst_cases": [],
+            }
+        )
     )
-    pdf = (tmp_path / "brainscan_fr.pdf").read_bytes()
-    pages = len(re.findall(rb"/Type\s*/Page[^s]", pdf))
-    assert pages == len(Presentation(str(path)).slides)
+
+
+def test_the_300_euro_slide_reads_the_review_benchmark_and_is_left_out_without_it(decks, store, tmp_path):
+    from brainscan_exp.stages import report
+
+    fr = _slides(decks["fr"])
+    assert not any("300\u00a0€ de lecture ramènent" in body for body, _, _ in fr)
+    assert "Mesure en cours" in fr[1][0]
+    results = tmp_path / "results"
+    shutil.copytree(store["results"], results)
+    _review_json(results / "review_benchmark.json")
+    overrides = _overrides(store, "with_review")
+    overrides[2] = f"report.results_dir={results}"
+    report.run(compose_config(overrides))
+    path = store["tmp"] / "with_review" / "brainscan_fr.pptx"
+    slides = _slides(path)
+    assert len(slides) == len(fr) + 1
+    page = next(k for k, (body, _, _) in enumerate(slides, start=1) if "300\u00a0€ de lecture ramènent" in body)
+    body, notes, has_picture = slides[page - 1]
+    assert "de 6 à 2" in body and has_picture and "scripts/results/review_benchmark.json" in notes
+    answers = slides[1][0].splitlines()
+    assert answers[answers.index("Que rapportent les 300\u00a0€ de lecture ?") + 2] == str(page)
+    assert deck_problems(path, "fr") == []
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(bool(missing_tools()), reason="LibreOffice (soffice) or poppler (pdftoppm) not installed")
+def test_rendered_deck_has_one_page_per_slide_and_a_logged_contact_sheet(decks, store):
+    """task=report renders both decks (LibreOffice -> PDF -> PNG pages) into contact sheets, logged
+    to the report run; each page is read back from the PDF."""
+    from PIL import Image
+
+    from brainscan_exp.stages import report
+
+    overrides = [o for o in _overrides(store, "rendered") if o != "report.render=false"]
+    report.run(compose_config(overrides))
+    out = store["tmp"] / "rendered"
+    for lang in ("fr", "en"):
+        pages = sorted((out / "rendered" / lang / "pages").glob("*.png"))
+        assert len(pages) == len(Presentation(str(out / f"brainscan_{lang}.pptx")).slides)
+        with Image.open(out / f"brainscan_{lang}_pages.png") as sheet:
+            assert sheet.width > 1000 and sheet.height > 500
+        assert deck_problems(out / f"brainscan_{lang}.pptx", lang) == []
+    client = MlflowClient(store["uri"])
+    run = client.search_runs(
+        [client.get_experiment_by_name("brainscan").experiment_id],
+        filter_string="tags.task = 'report'",
+        order_by=["attributes.start_time DESC"],
+    )[0]
+    logged = {f.path for f in client.list_artifacts(run.info.run_id, "decks")}
+    assert {"decks/brainscan_fr_pages.png", "decks/brainscan_en_pages.png"} <= logged
 
 
 def test_label_efficiency_summary_is_per_budget(tmp_path):

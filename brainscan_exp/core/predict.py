@@ -207,20 +207,43 @@ def expected_missed(table: pd.DataFrame) -> float:
     return float(auto_normal.p_cancer_pool.fillna(auto_normal.p_cancer).sum())
 
 
-def summary_lines(table: pd.DataFrame, reads_left: int | None = None) -> list[str]:
-    """The lines a run ends with; every count is a count of ``table``'s rows (files)."""
-    model = table[table.label_source == "model"]
-    auto = model[model.triage.isin(CLASS_NAMES)]
-    known = table[table.label_source.isin(["expert", "copy"])]
+def summary_lines(
+    table: pd.DataFrame, reads_left: int | None = None, expected: dict[str, float] | None = None
+) -> list[str]:
+    """What a predict run ends with, in plain words; every count is of ``table``'s rows (files):
+    the labels it wrote and where they come from, the review queue, and (``expected``: the run's
+    own estimate on the pool, no truth used) how good it expects them to be."""
+    n = {k: int((table.triage == k).sum()) for k in ("cancer", "normal", "review", "unreadable")}
+    source = table.label_source.value_counts()
     lines = [
-        f"images auto-labelled: {len(auto)} ({int((auto.triage == 'cancer').sum())} cancer, "
-        f"{int((auto.triage == 'normal').sum())} normal)",
-        f"images labelled from expert reads or labelled twins: {len(known)} "
-        f"({int((known.label_source == 'expert').sum())} read, {int((known.label_source == 'copy').sum())} copies)",
-        f"images sent to review: {int((table.triage == 'review').sum())}"
-        + (f" (reads left in the budget: {reads_left})" if reads_left is not None else ""),
-        f"expected missed tumours among auto-labelled normal: {expected_missed(table):.1f}",
+        f"labels for the pool: {len(table)} images - {n['cancer']} cancer, {n['normal']} normal, "
+        f"{n['review']} for a radiologist to read"
+        + (f" ({reads_left} reads left in the budget)" if reads_left is not None else "")
+        + (f", {n['unreadable']} unreadable" if n["unreadable"] else ""),
+        f"where the labels come from: {int(source.get('model', 0))} the model, {int(source.get('expert', 0))} "
+        f"an expert's read, {int(source.get('copy', 0))} a labelled or read twin",
+        f"expected missed tumours among the images the model labelled normal: {expected_missed(table):.1f}",
     ]
-    if (table.triage == "unreadable").any():
-        lines.append(f"images the expert found unreadable: {int((table.triage == 'unreadable').sum())}")
+    if expected:
+        e = {k: float(expected.get(k, np.nan)) for k in ("sensitivity", "specificity", "prior")}
+        low, high = expected.get("sensitivity_low", np.nan), expected.get("sensitivity_high", np.nan)
+        lines.append(
+            f"the run's own estimate on this pool (no truth used): sensitivity {e['sensitivity']:.2f} "
+            f"(interval {low:.2f}-{high:.2f}), specificity {e['specificity']:.2f}, tumour share {e['prior']:.2f}"
+        )
     return lines
+
+
+def truth_line(scored: dict[str, float], source: str) -> str:
+    """One readable line for predictions scored against a truth file."""
+    n, tumours = int(scored["n_scored"]), round(scored["n_scored"] * scored["tumour_share"])
+    line = (
+        f"checked against {source} ({n} images, {tumours} tumours): sensitivity {scored['sensitivity']:.2f}, "
+        f"specificity {scored['specificity']:.2f}, ROC-AUC {scored['roc_auc']:.3f}"
+    )
+    if "delivered_n" in scored:
+        line += (
+            f"; delivered labels wrong: {scored['delivered_error_rate']:.1%} ({int(scored['delivered_missed'])} "
+            f"missed tumours, {int(scored['delivered_false_alarms'])} false alarms)"
+        )
+    return line

@@ -96,8 +96,9 @@ HASH_CHUNK = 20_000  # files hashed between two saves of the index: what a kill 
 def _hash_one(path: str) -> tuple[tuple[str, str] | None, str | None]:
     try:
         return (pixel_hash(load_image(path)), file_hash(path)), None
-    except BadImageError as exc:
-        return None, str(exc.__cause__ or exc)
+    except BadImageError as exc:  # the decoder's reason, without the path it repeats
+        reason = str(exc.__cause__ or exc.what)
+        return None, reason.replace(repr(str(path)), "").replace(str(path), "").strip(" :") or "unreadable"
 
 
 def _hash_files(frame: pd.DataFrame, cache_path: Path | None, on_bad_file: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -138,10 +139,11 @@ def _hash_files(frame: pd.DataFrame, cache_path: Path | None, on_bad_file: str) 
     save(index)
     bad = pd.DataFrame(bad, columns=["path", "error"])
     if len(bad) and on_bad_file != "skip":
-        listing = "\n  ".join(f"{p}: {e}" for p, e in bad.itertuples(index=False))
         raise BadImageError(
-            f"{len(bad)} file(s) cannot be decoded as images:\n  {listing}\nDelete or replace them "
-            "(or set dataset.on_bad_file=skip to leave them out and list them in bad_files.csv)."
+            f"{len(bad)} file(s) cannot be decoded as images:",
+            [f"{p}  ({e})" for p, e in bad.itertuples(index=False)],
+            "delete or replace them, then run again (files already read are not decoded again); "
+            "or add dataset.on_bad_file=skip to leave them out and list them in bad_files.csv.",
         )
     for p, e in bad.itertuples(index=False):
         log.warning("left out (dataset.on_bad_file=skip): %s: %s", p, e)
@@ -187,14 +189,29 @@ def build_catalogue(root: str | Path, cache_dir: str | Path | None = None, on_ba
             for h in conflicts.index
         ]
         raise DuplicateLabelError(
-            f"{len(conflicts)} image(s) under {root} carry both labels (identical pixels):\n  "
-            + "\n  ".join(lines)
-            + "\nAsk the radiologist which label is right and delete the other copy."
+            f"{len(conflicts)} image(s) under {root} carry both labels (the same pixels in cancer/ and normal/):",
+            lines,
+            "ask the radiologist which label is right, delete the other copy, then run again.",
         )
     labelled = labelled_files.sort_values("file").drop_duplicates("pixel_hash").reset_index(drop=True)
     labelled = labelled.assign(group=labelled.pixel_hash)
     pool = files[(files.label < 0) & ~files.pixel_hash.isin(labelled.pixel_hash)]
     pool = pool.sort_values("file").drop_duplicates("pixel_hash").reset_index(drop=True)
     catalogue = Catalogue(root, files.reset_index(drop=True), labelled, pool, _duplicate_report(files), bad)
-    log.info("catalogue %s: %s", root, catalogue.summary())
+    log.info(catalogue_line(catalogue))
     return catalogue
+
+
+def catalogue_line(catalogue: Catalogue) -> str:
+    """The catalogue in one readable line (the run's first)."""
+    s = catalogue.summary()
+    line = (
+        f"dataset {catalogue.root}: {s['n_files']} files, {s['n_distinct']} distinct images; "
+        f"{s['n_labelled_distinct']} labelled ({s['n_labelled_cancer']} cancer, {s['n_labelled_normal']} normal), "
+        f"{s['n_pool_distinct']} to label"
+    )
+    if s["n_pool_copies_of_labelled"]:
+        line += f"; {s['n_pool_copies_of_labelled']} unlabelled file(s) are copies of labelled images"
+    if s["n_bad_files"]:
+        line += f"; {s['n_bad_files']} unreadable file(s) left out (bad_files.csv)"
+    return line

@@ -19,8 +19,9 @@ def load_image(path: str | Path, mode: str = "RGB") -> Image.Image:
             return img.convert(mode)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise BadImageError(
-            f"{path}: cannot be decoded as an image ({exc}). Delete or replace this file "
-            "(or set dataset.on_bad_file=skip to leave it out and list it in bad_files.csv)."
+            f"This file cannot be decoded as an image ({exc}):",
+            [path],
+            "delete or replace it (or add dataset.on_bad_file=skip to leave it out and list it in bad_files.csv).",
         ) from exc
 
 

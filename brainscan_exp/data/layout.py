@@ -23,17 +23,20 @@ EXPECTED_LAYOUT = f"""\
 
 
 def _list_files(folder: Path, root: Path) -> list[Path]:
-    files = []
+    files, others = [], []
     for path in sorted(folder.rglob("*")):
         if path.is_dir() or path.name in IGNORED_NAMES or path.name.startswith("."):
             continue
         if path.suffix.lower() not in IMAGE_SUFFIXES:
-            raise LayoutError(
-                f"{path}: not an image file (suffix {path.suffix or 'none'!r}). "
-                f"Move it out of {folder.relative_to(root)}/; allowed suffixes: "
-                f"{', '.join(sorted(IMAGE_SUFFIXES))}."
-            )
-        files.append(path)
+            others.append(path)
+        else:
+            files.append(path)
+    if others:
+        raise LayoutError(
+            f"{len(others)} file(s) in {folder.relative_to(root)}/ are not images:",
+            others,
+            f"move them out of {folder.relative_to(root)}/ (image suffixes: {', '.join(sorted(IMAGE_SUFFIXES))}).",
+        )
     return files
 
 
@@ -45,7 +48,9 @@ def scan_layout(root: str | Path) -> pd.DataFrame:
     root = Path(root).expanduser()
     if not root.is_dir():
         raise LayoutError(
-            f"dataset root {root} does not exist. Set dataset.root=PATH to a folder laid out as:\n{EXPECTED_LAYOUT}"
+            f"The dataset folder {root} does not exist.",
+            fix="give the folder on the command line, dataset.root=PATH; it must be laid out as below.",
+            details=f"Expected layout:\n{EXPECTED_LAYOUT}",
         )
     missing = [
         rel for rel in (f"{LABELLED_DIR}/cancer", f"{LABELLED_DIR}/normal", UNLABELLED_DIR) if not (root / rel).is_dir()
@@ -53,8 +58,10 @@ def scan_layout(root: str | Path) -> pd.DataFrame:
     if missing:
         found = sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir())
         raise LayoutError(
-            f"dataset root {root} is missing {', '.join(missing)}; it holds {found}. "
-            f"Expected layout:\n{EXPECTED_LAYOUT}"
+            f"The dataset folder {root} is missing {', '.join(f'{m}/' for m in missing)}. It holds:",
+            found,
+            fix="arrange the images in the expected layout below, or point dataset.root=PATH at the right folder.",
+            details=f"Expected layout:\n{EXPECTED_LAYOUT}",
         )
     rows = []
     for class_id, name in enumerate(CLASS_NAMES):
@@ -65,5 +72,8 @@ def scan_layout(root: str | Path) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=["file", "path", "label"])
     for name in CLASS_NAMES:
         if not (frame["file"].str.startswith(f"{LABELLED_DIR}/{name}/")).any():
-            raise LayoutError(f"{root / LABELLED_DIR / name} holds no image; each class needs labelled examples.")
+            raise LayoutError(
+                f"{root / LABELLED_DIR / name} holds no image.",
+                fix=f"put the images a radiologist labelled {name} there: each class needs labelled examples.",
+            )
     return frame

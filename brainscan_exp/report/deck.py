@@ -11,6 +11,7 @@ import math
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 from pptx import Presentation
 from pptx.util import Emu, Inches, Pt
@@ -18,13 +19,17 @@ from pptx.util import Emu, Inches, Pt
 from brainscan_exp.report import figures
 from brainscan_exp.report.facts import Facts
 from brainscan_exp.report.layout import find_overflows, fitting_size, rows_height
-from brainscan_exp.report.strings import euros, integer, number, percent, signed, text
+from brainscan_exp.report.strings import euros, integer, number, percent, signed, term, text
 
 WIDTH, HEIGHT = Inches(13.333), Inches(7.5)
 MARGIN = Inches(0.5)
 TITLE_TOP, TITLE_HEIGHT = Inches(0.3), Inches(0.9)
 BODY_TOP = Inches(1.35)
 BODY_HEIGHT = HEIGHT - BODY_TOP - Inches(0.35)
+# figures are drawn at the size they are placed (inches): fonts keep their point size on the slide
+FIG_W, WIDE_H = Inches(7.9), Inches(3.0)
+FIG_SIZE = (7.9, 5.75)  # beside the text, the full body height
+WIDE_SIZE = (12.3, 3.0)
 
 
 class Deck:
@@ -35,8 +40,14 @@ class Deck:
         self.prs = Presentation()
         self.prs.slide_width, self.prs.slide_height = WIDTH, HEIGHT
         self.layout = self.prs.slide_layouts[6]  # blank
+        self.key, self.keys = "", []  # the slide being built, and every slide's key in order
 
-    def _box(self, slide, left, top, width, height, texts: list[str], sizes=(20, 18, 16, 14, 12, 11), bold=False):
+    def next(self, key: str) -> Deck:
+        """Name the next slide (the builder checks the order it planned its page references on)."""
+        self.key = key
+        return self
+
+    def _box(self, slide, left, top, width, height, texts: list[str], sizes=(20, 18, 16, 14, 12), bold=False):
         size = fitting_size(texts, width, height, sizes)
         box = slide.shapes.add_textbox(left, top, width, height)
         frame = box.text_frame
@@ -52,6 +63,7 @@ class Deck:
 
     def slide(self, title: str, cites: list[str]):
         slide = self.prs.slides.add_slide(self.layout)
+        self.keys.append(self.key)
         self._box(
             slide, MARGIN, TITLE_TOP, WIDTH - 2 * MARGIN, TITLE_HEIGHT, [title], sizes=(30, 28, 24, 20), bold=True
         )
@@ -74,38 +86,49 @@ class Deck:
     def figure(self, title: str, image: Path, items: list[str], cites: list[str], caption: str | None = None):
         """Figure on the left (7.9 in), text on the right."""
         slide = self.slide(title, cites)
-        fig_w = Inches(7.9)
+        fig_w = FIG_W
         cap_h = Inches(0.5) if caption else 0
         pic = self.picture(slide, image, MARGIN, BODY_TOP, fig_w, BODY_HEIGHT - cap_h)
         if caption:
-            self._box(slide, MARGIN, pic.top + pic.height, fig_w, cap_h, [caption], sizes=(12, 11, 10))
-        left = MARGIN + fig_w + Inches(0.2)
+            self._box(
+                slide, MARGIN, pic.top + pic.height, max(pic.width, Inches(3)), cap_h, [caption], sizes=(14, 13, 12)
+            )
+        left = MARGIN + max(pic.width, Inches(3)) + Inches(0.3)  # a narrow figure leaves the text more room
         self._box(slide, left, BODY_TOP, WIDTH - left - MARGIN, BODY_HEIGHT, [f"• {t}" for t in items])
         return slide
 
     def wide_figure(self, title: str, image: Path, items: list[str], cites: list[str]):
         """Figure across the slide, text below."""
         slide = self.slide(title, cites)
-        pic = self.picture(slide, image, MARGIN, BODY_TOP, WIDTH - 2 * MARGIN, Inches(3.6))
+        pic = self.picture(slide, image, MARGIN, BODY_TOP, WIDTH - 2 * MARGIN, WIDE_H)
         pic.left = int((WIDTH - pic.width) / 2)
         top = pic.top + pic.height + Inches(0.1)
         self._box(slide, MARGIN, top, WIDTH - 2 * MARGIN, HEIGHT - top - Inches(0.3), [f"• {t}" for t in items])
         return slide
 
     def table(
-        self, title: str, header: list[str], rows: list[list[str]], cites: list[str], caption: str = "", first=None
+        self,
+        title: str,
+        header: list[str],
+        rows: list[list[str]],
+        cites: list[str],
+        caption: str = "",
+        widths=None,
+        size: float | None = None,
     ):
+        """``widths``: each column's (EMU), else the first 3 in and the others equal."""
         slide = self.slide(title, cites)
-        size = 14 if len(rows) <= 8 else 12
+        size = size or (16 if len(rows) <= 6 else 14 if len(rows) <= 8 else 12)
         row_h = rows_height(1, size)
         cap_h = Inches(0.6) if caption else 0
         shape = slide.shapes.add_table(
             len(rows) + 1, len(header), MARGIN, BODY_TOP, WIDTH - 2 * MARGIN, row_h * (len(rows) + 1)
         )
-        first = first or Inches(3.0)
-        other = int((WIDTH - 2 * MARGIN - first) / (len(header) - 1))
-        for j, column in enumerate(shape.table.columns):
-            column.width = first if j == 0 else other
+        if widths is None:
+            other = int((WIDTH - 2 * MARGIN - Inches(3.0)) / (len(header) - 1))
+            widths = [Inches(3.0)] + [other] * (len(header) - 1)
+        for column, width in zip(shape.table.columns, widths):
+            column.width = int(width)
         for i, values in enumerate([header, *rows]):
             shape.table.rows[i].height = row_h
             for j, value in enumerate(values):
@@ -117,7 +140,7 @@ class Deck:
                         r.font.bold = i == 0
         if caption:
             top = HEIGHT - Inches(0.3) - cap_h
-            self._box(slide, MARGIN, top, WIDTH - 2 * MARGIN, cap_h, [caption], sizes=(12, 11, 10))
+            self._box(slide, MARGIN, top, WIDTH - 2 * MARGIN, cap_h, [caption], sizes=(14, 13, 12))
         return slide
 
     def save(self, path: Path) -> Path:
@@ -163,6 +186,49 @@ def scorecard(facts: Facts, bars: dict, lang: str) -> tuple[list[list[str]], int
     return rows, n_met, bool(truth)
 
 
+def _probe_label(variant: str, lang: str) -> str:
+    """``lite0/mri/stage3`` -> ``Lite0, avec prétraitement IRM, couche 3``."""
+    parts = variant.split("/")
+    out = [parts[0].replace("lite", "Lite")]
+    if len(parts) > 1:
+        out.append(text(lang, "probe_mri" if parts[1] == "mri" else "probe_default"))
+    if len(parts) > 2:
+        level = parts[2]
+        out.append(
+            text(lang, "probe_head") if level == "head" else text(lang, "probe_stage", n=level.removeprefix("stage"))
+        )
+    return ", ".join(out)
+
+
+def _cap(phrase: str) -> str:
+    """First letter up, the rest as written (``un GPU`` -> ``Un GPU``)."""
+    return phrase[:1].upper() + phrase[1:]
+
+
+def _dataset_name(name: str, lang: str) -> str:
+    names = {
+        "fr": {"oc": "données du brief", "brain_mri_oc": "second jeu", "demo": "démonstration"},
+        "en": {"oc": "brief's data", "brain_mri_oc": "second dataset", "demo": "demo data"},
+    }
+    return names[lang].get(name, term(lang, name))
+
+
+def _review_numbers(review, lang: str) -> dict[str, str]:
+    """The review benchmark's headline numbers, formatted: worst scenario missed before -> after."""
+    rows, chosen = review.tables["scenarios"], review.values
+    worst = rows.loc[rows.missed_after.idxmax()] if len(rows) else None
+    before = rows.missed_before.max() if len(rows) else math.nan
+    after = chosen.get("worst_missed_after", worst.missed_after if worst is not None else math.nan)
+    return {"before": integer(before, lang), "after": integer(after, lang)}
+
+
+def plan(facts: Facts) -> list[str]:
+    """The slides in order: the answers slide cites pages from it."""
+    keys = ["title", "answers", "data", "pipeline", "features", "cluster", "semi", "le", "gen", "op", "dod"]
+    keys += ["scale", "cond"] + (["review"] if facts["review"] is not None else []) + ["next", "sources"]
+    return keys
+
+
 def build(facts: Facts, lang: str, settings: dict, out: Path) -> Path:
     """Both languages call this; ``settings``: client, commit, definition_of_done, review budget."""
     L = lang
@@ -173,191 +239,215 @@ def build(facts: Facts, lang: str, settings: dict, out: Path) -> Path:
     gen = facts["generalization"]
     cost = facts["cost"].values
     le = facts["label_efficiency"]
+    review = facts["review"]
     bars = settings["definition_of_done"]
     deck = Deck(lang)
+    order = plan(facts)
+    page = {key: i + 1 for i, key in enumerate(order)}
     all_cites = sorted({c for s in facts.sections.values() if s for c in s.cites})
+    target = percent(pr["target"], L, 0)
 
-    deck.bullets(
+    deck.next("title").bullets(
         text(L, "title"),
         [
             text(L, "subtitle", client=settings["client"]),
-            text(L, "subtitle2", dataset=facts.dataset, commit=settings["commit"], date=date.today().isoformat()),
+            text(
+                L,
+                "subtitle2",
+                dataset=_dataset_name(facts.dataset, L),
+                commit=settings["commit"][:7],
+                date=date.today().isoformat(),
+            ),
         ],
         all_cites,
     )
+
+    # the brief's questions, each answered with its number and the slide that shows it
     dod_rows, n_met, with_truth = scorecard(facts, bars, L)
     cheapest = min(cost["options"], key=lambda o: o["cost_eur"])
-    pages = {"dod": 11}
-    verdict = text(L, "semi_diff" if semi["delta_significant"] else "semi_same")
-    deck.bullets(
-        text(L, "summary_title"),
+    split = cost["budget_split"]
+    delta = signed(semi["delta"], L)
+    semi_case = "diff" if semi["delta_significant"] and semi["delta"] > 0 else "same"
+    if semi["delta_significant"] and semi["delta"] < 0:
+        semi_case = "worse"
+    answers = [
+        [text(L, "q_semi"), text(L, f"a_semi_{semi_case}", delta=delta), str(page["semi"])],
+        [text(L, "q_error"), text(L, "a_error", target=target, sens=percent(pr["sens"], L, 0)), str(page["op"])],
         [
-            text(
-                L,
-                "summary_data",
-                n_files=integer(d["n_files"], L),
-                n_distinct=integer(d["n_distinct"], L),
-                n_labelled=integer(d["n_labelled_distinct"], L),
-                n_pool=integer(d["n_pool_distinct_new"], L),
-            ),
-            text(
-                L,
-                "summary_cv",
-                auc=number(semi["sup_auc"], L),
-                low=number(semi["sup_auc_low"], L),
-                high=number(semi["sup_auc_high"], L),
-            ),
-            text(
-                L,
-                "summary_semi",
-                delta=signed(semi["delta"], L),
-                dlow=signed(semi["delta_low"], L),
-                dhigh=signed(semi["delta_high"], L),
-                verdict=verdict,
-            ),
-            text(L, "summary_op", sens=number(pr["sens"], L), n_review=integer(pr["n_review"], L)),
-            text(L, "summary_dod", n_met=n_met, n_total=len(dod_rows), page=pages["dod"]),
-            text(L, "summary_scale", cost=euros(cheapest["cost_eur"], L), budget=euros(cost["budget_eur"], L)),
+            text(L, "q_dod"),
+            text(L, "a_dod_yes" if n_met == len(dod_rows) else "a_dod_no", n_met=n_met, n_total=len(dod_rows)),
+            str(page["dod"]),
         ],
-        [*facts["data"].cites, *facts["predict"].cites, *facts["cost"].cites],
-    )
-    data_items = [
-        text(L, "data_1"),
-        text(
-            L,
-            "data_2",
-            n_files=integer(d["n_files"], L),
-            n_distinct=integer(d["n_distinct"], L),
-            n_copies=integer(d["n_copies"], L),
-        ),
-        text(L, "data_3", n_near_groups=integer(d["n_near_groups"], L), n_near_files=integer(d["n_near_files"], L)),
-        text(L, "data_4"),
+        [
+            text(L, "q_scale"),
+            text(L, "a_scale", cost=euros(cheapest["cost_eur"], L), reads=integer(split["reads"], L)),
+            f"{page['scale']}–{page['cond']}",
+        ],
     ]
-    if "mosaic" in facts["data"].files:
-        deck.figure(
-            text(L, "data_title"),
-            facts["data"].files["mosaic"],
-            data_items,
-            facts["data"].cites,
-            text(L, "data_caption"),
-        )
+    if review is not None:
+        answers.append([text(L, "q_review"), text(L, "a_review", **_review_numbers(review, L)), str(page["review"])])
     else:
-        deck.bullets(text(L, "data_title"), data_items, facts["data"].cites)
+        answers.append([text(L, "q_review"), text(L, "a_review_missing"), "—"])
+    deck.next("answers").table(
+        text(L, "answers_title"),
+        text(L, "answers_header").split("|"),
+        answers,
+        [*facts["semi"].cites, *facts["predict"].cites, *gen.cites, *facts["cost"].cites]
+        + (review.cites if review is not None else []),
+        widths=[Inches(3.9), Inches(7.3), Inches(1.1)],
+        size=18,
+    )
+
+    data_items = [
+        text(L, "data_1", n_files=integer(d["n_files"], L), n_distinct=integer(d["n_distinct"], L)),
+        text(L, "data_2", n_near_groups=integer(d["n_near_groups"], L), n_near_files=integer(d["n_near_files"], L)),
+        text(L, "data_3"),
+    ]
+    data_title = text(L, "data_title", n_copies=integer(d["n_copies"], L))
+    pairs = facts["data"].tables.get("near_pairs")
+    deck.next("data")
+    if pairs is not None and len(pairs):
+        images = [(_grey(a), _grey(b)) for a, b in zip(pairs.a, pairs.b)]
+        titles = ("original", "copie" if L == "fr" else "copy")
+        size = (FIG_SIZE[1] * 2 / len(images) * 0.98, FIG_SIZE[1])  # a few large images, not thumbnails
+        pic = figures.photos(images, titles, size, fig_dir / "near_copies.png")
+        deck.figure(data_title, pic, [*data_items, text(L, "data_caption")], facts["data"].cites)
+    else:
+        deck.bullets(data_title, data_items, facts["data"].cites)
 
     steps = text(
         L,
         "pipe_steps",
-        backbone=pr["backbone"].replace("tf_efficientnet_", ""),
-        head=pr["regime"],
-        rule=pr["rule"],
+        backbone=pr["backbone"].replace("tf_efficientnet_", "EfficientNet-").replace("lite", "Lite"),
+        head=term(L, "fixed_C") if "linear_probe" in pr["regime"] else term(L, pr["regime"]),
+        target=target,
         n_reads=integer(pr["n_review"], L),
     ).split("|")
-    deck.wide_figure(
+    deck.next("pipeline").wide_figure(
         text(L, "pipeline_title"),
-        figures.pipeline(steps, fig_dir / "pipeline.png"),
-        [text(L, "pipeline_caption"), text(L, "pipeline_1", n_scenarios=gen.values["n_scenarios"])],
+        figures.pipeline(steps, WIDE_SIZE, fig_dir / "pipeline.png"),
+        [text(L, "pipeline_1"), text(L, "pipeline_2", n_scenarios=gen.values["n_scenarios"])],
         [*facts["predict"].cites, *gen.cites],
     )
 
     probe = facts["probe"]
-    features_items = [text(L, "features_1"), text(L, "features_2")]
+    deck.next("features")
     if probe is not None:
-        features_items.append(text(L, "features_3", best=probe.values["best"], auc=number(probe.values["best_auc"], L)))
+        table = probe.tables["probe"].sort_values("auc")
+        best = _probe_label(probe.values["best"], L)
         deck.figure(
             text(L, "features_title"),
-            figures.probe_bars(probe.tables["probe"], L, fig_dir / "probe.png"),
-            features_items,
+            figures.hbars(
+                [_probe_label(v, L) for v in table.label],
+                table.auc.to_numpy(float),
+                text(L, "features_xlabel"),
+                FIG_SIZE,
+                fig_dir / "probe.png",
+                low=table.low.to_numpy(float),
+                high=table.high.to_numpy(float),
+                highlight=(table.label == probe.values["best"]).to_numpy(),
+                xlim=(max(0.5, float(table.low.min()) - 0.05), 1.0),
+                lang=L,
+            ),
+            [text(L, "features_1", best=best, auc=number(probe.values["best_auc"], L)), text(L, "features_2")],
             probe.cites,
         )
     else:
-        deck.bullets(
-            text(L, "features_title"),
-            [*features_items, text(L, "missing_optional", what="probe_cv_auc_*.json", command=facts.missing["probe"])],
-            [],
-        )
+        deck.bullets(text(L, "features_title"), [text(L, "features_2"), text(L, "missing_optional")], [])
 
     cluster = facts["cluster"]
+    deck.next("cluster")
     if cluster is not None:
         c = cluster.values
+        assoc = cluster.tables["association"].sort_values("value")
+        items = [
+            text(L, "cluster_1", clusterer=_cap(term(L, c["clusterer"])), n_clusters=integer(c["n_clusters"], L)),
+            text(L, "cluster_2", v_label=number(c["v_label"], L, 2)),
+            text(
+                L,
+                "cluster_3",
+                n_flagged=integer(c["n_flagged"], L),
+                flagged=", ".join(term(L, f) for f in c["flagged"]) or text(L, "none"),
+            ),
+            text(L, "cluster_4"),
+        ]
         deck.figure(
             text(L, "cluster_title"),
-            cluster.files["projections"],
-            [
-                text(L, "cluster_1", clusterer=c["clusterer"], n_clusters=integer(c["n_clusters"], L)),
-                text(L, "cluster_2", v_label=number(c["v_label"], L)),
-                text(
-                    L,
-                    "cluster_3",
-                    n_flagged=integer(c["n_flagged"], L),
-                    flagged=", ".join(c["flagged"]) or text(L, "none"),
-                ),
-                text(L, "cluster_4"),
-            ],
+            figures.hbars(
+                [term(L, f) for f in assoc.factor],
+                assoc.value.to_numpy(float),
+                text(L, "cluster_xlabel"),
+                FIG_SIZE,
+                fig_dir / "cluster.png",
+                highlight=(assoc.factor == "label").to_numpy(),
+                lang=L,
+            ),
+            items,
             cluster.cites,
         )
     else:
-        deck.bullets(
-            text(L, "cluster_title"),
-            [text(L, "missing_optional", what="cluster", command=facts.missing["cluster"])],
-            [],
-        )
+        deck.bullets(text(L, "cluster_title"), [text(L, "missing_optional")], [])
 
-    deck.figure(
-        text(L, "semi_title"),
-        figures.forest(facts["semi"].tables["differences"], ["roc_auc", "sensitivity"], L, fig_dir / "forest.png"),
+    deck.next("semi").figure(
+        text(L, f"semi_title_{semi_case}"),
+        figures.forest(facts["semi"].tables["differences"], L, FIG_SIZE, fig_dir / "forest.png"),
         [
-            text(L, "semi_1", n_folds=semi["n_folds"]),
-            text(L, "semi_2"),
             text(
                 L,
-                "summary_semi",
-                delta=signed(semi["delta"], L),
-                dlow=signed(semi["delta_low"], L),
-                dhigh=signed(semi["delta_high"], L),
-                verdict=verdict,
+                "semi_0",
+                auc=number(semi["sup_auc"], L),
+                low=number(semi["sup_auc_low"], L),
+                high=number(semi["sup_auc_high"], L),
             ),
-            text(L, "semi_3", n_sig=semi["n_sig_better"], n_regimes=semi["n_regimes"]),
+            text(L, "semi_1", delta=delta, dlow=signed(semi["delta_low"], L), dhigh=signed(semi["delta_high"], L)),
+            text(L, "semi_2", n_sig=semi["n_sig_better"], n_regimes=semi["n_regimes"]),
+            text(L, "semi_3", n_folds=semi["n_folds"]),
         ],
         facts["semi"].cites,
     )
 
-    le_items = []
-    budget_values = cost.get("dataset_budget", {})
+    regime = le.values["regime"]
+    curves, fits, le_items = {}, {}, []
+    for name, table in le.tables.items():
+        sub = table[(table.metric == "roc_auc") & (table.regime == regime)]
+        if len(sub):
+            curves[name] = sub
     for name, v in le.values["per_dataset"].items():
-        regime, curve = le.values["fits"][name]
-        n_more = v["n_all"] + budget_values.get("reads", 0)
+        fits[name] = le.values["fits"][name][1]
         le_items.append(
-            f"{name} — "
-            + text(
+            text(
                 L,
                 "le_1",
-                regime=regime,
+                dataset=_cap(_dataset_name(name, L)),
                 auc_small=number(v["auc_small"], L),
                 n_small=integer(v["n_small"], L),
                 auc_all=number(v["auc_all"], L),
                 n_all=integer(v["n_all"], L),
             )
         )
-        le_items.append(
-            text(L, "le_2", b=number(curve.b, L, 2), n_more=integer(n_more, L), auc_more=number(curve.auc(n_more), L))
-        )
     first = next(iter(le.values["per_dataset"].values()), {"budget_folds": 0})
-    le_items.append(text(L, "le_3", budget_folds=first["budget_folds"]))
-    deck.figure(
-        text(L, "le_title"),
-        figures.label_efficiency(le.tables, le.values["fits"], L, fig_dir / "label_efficiency.png"),
-        le_items,
-        le.cites,
-    )
+    le_items = le_items[:3] + [text(L, "le_2", regime=term(L, regime), budget_folds=first["budget_folds"])]
+    deck.next("le")
+    if not curves:
+        deck.bullets(text(L, "le_title"), [text(L, "missing_optional")], le.cites)
+    else:
+        deck.figure(
+            text(L, "le_title"),
+            figures.label_efficiency(
+                curves, fits, {n: _dataset_name(n, L) for n in curves}, L, FIG_SIZE, fig_dir / "label_efficiency.png"
+            ),
+            le_items,
+            le.cites,
+        )
 
     yes, no = text(L, "yes"), text(L, "no")
     scen = gen.tables["scenarios"]
-    deck.table(
-        text(L, "gen_title"),
+    deck.next("gen").table(
+        text(L, "gen_title", worst_auc=number(gen.values["worst_auc"], L, 2)),
         text(L, "gen_header").split("|"),
         [
             [
-                r.scenario,
+                term(L, r.scenario),
                 integer(r.n_scored, L),
                 number(r.roc_auc, L),
                 f"{number(r.auc_low, L, 2)}–{number(r.auc_high, L, 2)}",
@@ -369,32 +459,40 @@ def build(facts: Facts, lang: str, settings: dict, out: Path) -> Path:
             for r in scen.itertuples()
         ],
         gen.cites,
-        text(L, "gen_caption", head=gen.values["head"], embedding=gen.values["embedding"], rule=gen.values["rule"]),
-        first=Inches(2.9),
+        text(
+            L,
+            "gen_caption",
+            head=term(L, gen.values["head"]),
+            embedding=term(L, gen.values["embedding"]),
+            rule=term(L, gen.values["rule"]),
+        ),
+        widths=[Inches(w) for w in (4.3, 1.0, 1.05, 1.3, 1.3, 1.3, 0.9, 1.1)],
     )
 
-    review = settings["review_budget_eur"]
-    deck.figure(
-        text(L, "op_title"),
+    deck.next("op").figure(
+        text(L, "op_title", target=target),
         figures.score_histogram(
-            facts["predict"].tables["predictions"].p_cancer.to_numpy(float), pr["threshold"], L, fig_dir / "scores.png"
+            facts["predict"].tables["predictions"].p_cancer.to_numpy(float),
+            pr["threshold"],
+            L,
+            FIG_SIZE,
+            fig_dir / "scores.png",
         ),
         [
-            text(L, "op_1"),
-            text(L, "op_2", target=number(pr["target"], L, 2), rule=pr["rule"], threshold=number(pr["threshold"], L)),
+            text(L, "op_1", threshold=number(pr["threshold"], L)),
             text(
                 L,
-                "op_3",
-                sens=number(pr["sens"], L),
-                sens_low=number(pr["sens_low"], L),
-                sens_high=number(pr["sens_high"], L),
-                spec=number(pr["spec"], L),
+                "op_2",
+                sens=number(pr["sens"], L, 2),
+                sens_low=number(pr["sens_low"], L, 2),
+                sens_high=number(pr["sens_high"], L, 2),
+                spec=number(pr["spec"], L, 2),
             ),
             text(
                 L,
-                "op_4",
+                "op_3",
                 n_review=integer(pr["n_review"], L),
-                budget=euros(review, L),
+                budget=euros(settings["review_budget_eur"], L),
                 missed=number(pr["expected_missed"], L, 1),
             ),
         ],
@@ -403,41 +501,34 @@ def build(facts: Facts, lang: str, settings: dict, out: Path) -> Path:
 
     measure_a = text(L, "measure_truth" if with_truth else "measure_pool")
     source_a = text(L, "source_truth" if with_truth else "source_pool")
-    deck.table(
-        text(L, "dod_title"),
+    deck.next("dod").table(
+        text(L, "dod_title_yes" if n_met == len(dod_rows) else "dod_title_no", n_met=n_met, n_total=len(dod_rows)),
         text(L, "dod_header", measure_a=measure_a).split("|"),
         dod_rows,
         [*facts["predict"].cites, *facts["semi"].cites, *gen.cites],
         text(L, "dod_caption", measure_a=measure_a, source_a=source_a),
     )
-    if len(deck.prs.slides) != pages["dod"]:
-        raise RuntimeError(f"the synthesis cites the scorecard as page {pages['dod']}, it is {len(deck.prs.slides)}")
 
     tp = cost["throughput"]
-    split = cost["budget_split"]
-    scale_items = [text(L, "scale_1", rate=number(tp["images_per_s"], L, 1), cores=tp["cores"], runtime=tp["runtime"])]
+    scale_items = [text(L, "scale_1", rate=integer(tp["images_per_s"], L), cores=tp["cores"])]
     scale_items += [
-        text(L, "scale_2", option=o["name"], cost=euros(o["cost_eur"], L), hours=number(o["hours"], L, 1))
-        for o in cost["options"]
-    ]
-    scale_items.append(
         text(
             L,
-            "scale_3",
-            budget=euros(cost["budget_eur"], L),
-            compute=euros(split["compute_eur"], L),
-            reads=integer(split["reads"], L),
-            share=percent(split["share_of_images"], L, 2),
+            "scale_2",
+            option=_cap(term(L, o["name"])),
+            cost=euros(o["cost_eur"], L),
+            hours=number(o["hours"], L, 1),
         )
-    )
-    deck.figure(
-        text(L, "scale_title"),
-        figures.cost_bars(cost["options"], cost["budget_eur"], L, fig_dir / "cost.png"),
-        scale_items,
+        for o in cost["options"]
+    ]
+    deck.next("scale").figure(
+        text(L, "scale_title", cost=euros(math.ceil(max(o["cost_eur"] for o in cost["options"])), L)),
+        figures.cost_bars(cost["options"], cost["budget_eur"], L, FIG_SIZE, fig_dir / "cost.png"),
+        scale_items[:4],
         facts["cost"].cites,
     )
     audit = cost["audit"]
-    deck.bullets(
+    deck.next("cond").bullets(
         text(L, "cond_title"),
         [
             text(
@@ -452,45 +543,63 @@ def build(facts: Facts, lang: str, settings: dict, out: Path) -> Path:
                 "cond_2",
                 audit=integer(audit["tumours"], L),
                 audit_reads=integer(audit["reads"], L),
-                bar=number(audit["bar"], L, 2),
+                bar=percent(audit["bar"], L, 0),
             ),
-            text(L, "cond_3", worst_auc=number(gen.values["worst_auc"], L), auc_bar=number(bars["roc_auc"], L, 2)),
+            text(L, "cond_3", worst_auc=number(gen.values["worst_auc"], L, 2), auc_bar=number(bars["roc_auc"], L, 2)),
             text(L, "cond_4"),
-            text(L, "cond_5"),
         ],
         [*facts["cost"].cites, *gen.cites],
     )
-    b = budget_values
-    nan = math.nan
-    deck.bullets(
-        text(L, "budget_title", budget=euros(b.get("budget_eur", nan), L), dataset=b.get("dataset", "?")),
-        [
-            text(
-                L,
-                "budget_1",
-                reads=integer(b.get("reads", nan), L),
-                cost_per_read=euros(b.get("cost_per_read_eur", nan), L, 2),
-                share=percent(b.get("share_of_pool", nan), L),
-                n_pool=integer(b.get("n_pool", nan), L),
-            ),
-            text(
-                L,
-                "budget_2",
-                before=number(b.get("expected_missed_without_review", nan), L, 1),
-                after=number(b.get("expected_missed_after_review", nan), L, 1),
-            ),
-            text(
-                L,
-                "budget_3",
-                auc_now=number(b.get("auc_now_fitted", nan), L),
-                auc_more=number(b.get("auc_after_fitted", nan), L),
-                n_now=integer(b.get("labels_now", nan), L),
-                n_more=integer(b.get("labels_after", nan), L),
-            ),
-            text(L, "budget_4"),
-        ],
-        [*facts["cost"].cites, f"MLflow run {b.get('predict_run_id')} (predict, {b.get('dataset')})"],
+
+    if review is not None:
+        rows, chosen = review.tables["scenarios"], review.values
+        n_reads = rows.n_reads.max() if "n_reads" in rows and len(rows) else math.nan
+        covered = int(rows.estimate_covered.astype(bool).sum()) if "estimate_covered" in rows else 0
+        deck.next("review").figure(
+            text(L, "review_title_finding", **_review_numbers(review, L)),
+            figures.review_bars(rows, L, FIG_SIZE, fig_dir / "review.png"),
+            [
+                text(
+                    L,
+                    "review_1",
+                    n_reads=integer(n_reads, L),
+                    batch=integer(chosen.get("batch_size", math.nan), L),
+                    audit=percent(chosen.get("audit_share", math.nan), L, 0),
+                ),
+                text(
+                    L,
+                    "review_2",
+                    worst_missed=integer(chosen.get("worst_missed_after", math.nan), L),
+                    worst_error=percent(chosen.get("worst_error_rate_after", math.nan), L, 1),
+                ),
+                text(
+                    L,
+                    "review_3",
+                    err_before=percent(rows.error_rate_before.mean(), L, 1),
+                    err_after=percent(rows.error_rate_after.mean(), L, 1),
+                ),
+                text(L, "review_4", covered=covered, n=len(rows)),
+            ],
+            review.cites,
+        )
+    deck.next("next").bullets(
+        text(L, "next_title"), [text(L, f"next_{i}") for i in range(1, 5)], [*facts["cost"].cites, *gen.cites]
     )
-    deck.bullets(text(L, "next_title"), [text(L, f"next_{i}") for i in range(1, 5)], [*facts["cost"].cites, *gen.cites])
-    deck.bullets(text(L, "sources_title"), all_cites, all_cites)
+    n_runs = sum(c.startswith("MLflow") for c in all_cites)
+    deck.next("sources").bullets(
+        text(L, "sources_title"),
+        [
+            text(L, "sources_1"),
+            text(L, "sources_2"),
+            text(L, "sources_3", n_runs=n_runs, n_files=len(all_cites) - n_runs),
+        ],
+        all_cites,
+    )
+    if deck.keys != order:
+        raise RuntimeError(f"the answers slide cites pages planned as {order}, the deck is {deck.keys}")
     return deck.save(out)
+
+
+def _grey(path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("L"))

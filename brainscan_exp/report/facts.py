@@ -18,6 +18,8 @@ from brainscan_exp.report.costs import fit_learning_curve
 from brainscan_exp.report.label_efficiency import summarise_budgets
 from brainscan_exp.report.sources import MissingSource, Results, Run, Runs
 
+REVIEW_BENCHMARK = "review_benchmark.json"  # the review round trip's benchmark (scripts/results)
+
 
 @dataclass
 class Section:
@@ -51,10 +53,32 @@ def _data(cv: Run) -> Section:
         "n_near_groups": m.get("data/n_near_copy_groups", np.nan),
         "n_near_files": m.get("data/n_files_in_near_groups", np.nan),
     }
-    files = {}
-    if cv.has_artifact("data/near_copies_least_certain.png"):
-        files["mosaic"] = cv.artifact("data/near_copies_least_certain.png")
-    return Section(values, [cv.cite], files=files)
+    return Section(values, [cv.cite], tables={"near_pairs": _near_pairs(cv)})
+
+
+def _near_pairs(cv: Run, n: int = 3) -> pd.DataFrame:
+    """Up to ``n`` confirmed near-copy pairs (the most certain first) as image paths, for the data
+    slide's few large images; empty when the run's files or its dataset folder are not at hand."""
+    empty = pd.DataFrame(columns=["a", "b"])
+    if not (cv.has_artifact("data/duplicates.csv") and cv.has_artifact("config/config.yaml")):
+        return empty
+    from omegaconf import OmegaConf
+
+    root = Path(str(OmegaConf.load(cv.artifact("config/config.yaml")).dataset.root))
+    table = cv.csv("data/duplicates.csv")
+    if "kind" not in table or "score" not in table:
+        return empty
+    near = table[table.kind == "near"].sort_values("score", ascending=False)
+    rows = []
+    for _, group in near.groupby("group", sort=False):
+        files = group.drop_duplicates("pixel_hash").file.tolist()[:2]
+        if len(files) == 2 and all((root / f).is_file() for f in files):
+            rows.append({"a": root / files[0], "b": root / files[1], "score": float(group.score.max())})
+    if not rows:
+        return empty
+    found = pd.DataFrame(rows).sort_values("score", ascending=False).reset_index(drop=True)
+    spread = np.unique(np.linspace(0, len(found) - 1, min(n, len(found))).round().astype(int))
+    return found.iloc[spread].reset_index(drop=True)  # the most certain pair to the least: what copies look like
 
 
 def _semi(cv: Run) -> Section:
@@ -153,7 +177,25 @@ def _cluster(run: Run) -> Section:
         "n_flagged": m.get("cluster/n_confounds_flagged", np.nan),
         "flagged": flagged,
     }
-    return Section(values, [run.cite], files={"projections": run.artifact("figures/projections.png")})
+    association = assoc.rename(columns={assoc.columns[0]: "factor"})
+    return Section(values, [run.cite], tables={"association": association})
+
+
+def _review_benchmark(results: Results) -> Section | None:
+    """The review round trip's measured results (``review_benchmark.json``): today's one-shot
+    review ("before") against the loop ("after"), for the chosen strategy on every scenario."""
+    found = results.find(REVIEW_BENCHMARK)
+    if found is None:
+        return None
+    chosen = found["chosen"]
+    table = pd.DataFrame(found["table"])
+    keys = ("strategy", "batch_size", "audit_share")
+    rows = table
+    for key in keys:
+        if key in table and key in chosen:
+            rows = rows[rows[key] == chosen[key]]
+    cite = f"{results.cite(REVIEW_BENCHMARK)} (command `{found['command']}`)"
+    return Section(dict(chosen), [cite], tables={"scenarios": rows.reset_index(drop=True)})
 
 
 def _probe(results: Results, name: str) -> Section | None:
@@ -192,6 +234,9 @@ def collect(runs: Runs, results: Results, label_efficiency_datasets: list[str], 
     sections["cluster"] = _cluster(cluster) if cluster else None
     if cluster is None:
         missing["cluster"] = runs.command("cluster")
+    sections["review"] = _review_benchmark(results)
+    if sections["review"] is None:
+        missing["review"] = Results.PRODUCERS[REVIEW_BENCHMARK]
     sections["probe"] = _probe(results, probe)
     if sections["probe"] is None:
         missing["probe"] = "python scripts/probe_cv_auc.py"

@@ -126,6 +126,7 @@ class Results:
         "generalization.json": "python -m brainscan_exp experiment=generalization",
         "cost_model.json": "python scripts/cost_model.py",
         "bench_features.json": "python scripts/bench_features.py",
+        "review_benchmark.json": "the review round trip's benchmark (issue: review round trip)",
     }
 
     def path(self, name: str) -> Path:

@@ -60,10 +60,11 @@ def find_near_copies(
         )
         atomic_write(cache, lambda tmp: pairs.to_parquet(tmp, index=False))
         log.info(
-            "near copies: %d candidate pairs, %d confirmed (%s)",
+            "near copies: %d candidate pairs, %d confirmed, in %.0f s (%s)",
             len(pairs),
             int(pairs.confirmed.sum()),
-            {k: round(v, 1) for k, v in finder.timings_.items()},
+            finder.timings_.get("total", float("nan")),
+            ", ".join(f"{k} {v:.1f} s" for k, v in finder.timings_.items() if k != "total"),
         )
     near_groups = _groups(pairs)
     return NearCopies(near_groups, duplicates_table(catalogue, near_groups, pairs), pairs)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,7 @@ from brainscan_exp.core.predict import (
     predict_pool,
     predictions_table,
     summary_lines,
+    truth_line,
     with_copies,
 )
 from brainscan_exp.core.reads import DeliveredError, calibration_mask, delivered_error, with_reads
@@ -229,22 +231,15 @@ def run(cfg: DictConfig) -> dict[str, float]:
         tracker.set_tags({"pool_estimate/dod_met": met})
 
         result = dict(expected)
+        scored = None
         if cfg.dataset.get("truth"):  # opened only now, after predictions.csv is written
             truth = pd.read_csv(cfg.dataset.truth)
             scored = score_predictions(table, truth, dod=dod) | delivered_errors(table, truth)
             tracker.log_metrics({f"truth/{k}": float(v) for k, v in scored.items()})
-            log.info("scored against %s: %s", cfg.dataset.truth, {k: round(float(v), 3) for k, v in scored.items()})
             result |= {f"truth/{k}": float(v) for k, v in scored.items()}
-        for line in summary_lines(table, fit.reads_left) + [estimate.line()]:
+        for line in summary_lines(table, fit.reads_left, prediction.expected) + [estimate.line()]:
             log.info(line)
-        log.info(
-            "expected on this pool: sensitivity %.3f [%.3f, %.3f], specificity %.3f [%.3f, %.3f], tumour share %.3f",
-            prediction.expected["sensitivity"],
-            prediction.expected.get("sensitivity_low", np.nan),
-            prediction.expected.get("sensitivity_high", np.nan),
-            prediction.expected["specificity"],
-            prediction.expected.get("specificity_low", np.nan),
-            prediction.expected.get("specificity_high", np.nan),
-            prediction.expected["prior"],
-        )
+        if scored is not None:
+            log.info(truth_line(scored, f"the truth file {Path(cfg.dataset.truth).name}"))
+        log.info("predictions: %s", out_dir / "predictions.csv")
         return result

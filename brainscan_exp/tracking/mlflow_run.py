@@ -159,7 +159,7 @@ class MlflowRun:
 
     def __enter__(self) -> MlflowRun:
         mlflow.set_tracking_uri(self.tracking_uri)
-        experiment_id = ensure_experiment(self.tracking_uri, self.experiment_name)
+        self.experiment_id = experiment_id = ensure_experiment(self.tracking_uri, self.experiment_name)
         self.client = MlflowClient(self.tracking_uri)
         if self.parent_run_id is None:  # a parent's children share its process: check once
             mark_dead_runs_killed(self.client, experiment_id)
