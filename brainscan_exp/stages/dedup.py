@@ -9,6 +9,7 @@ images' pixel hashes, the finder's parameters and the finder's code. Writes ``du
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from brainscan_exp.artefacts import atomic_write, content_key
 from brainscan_exp.data.catalogue import Catalogue
+from brainscan_exp.features.vectors import as_matrix
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,7 @@ class NearCopies:
 
 
 def find_near_copies(
-    cfg: DictConfig, catalogue: Catalogue, vectors: dict[str, np.ndarray] | None, feature_key: str | None = None
+    cfg: DictConfig, catalogue: Catalogue, vectors: Mapping[str, np.ndarray] | None, feature_key: str | None = None
 ) -> NearCopies:
     """Near-copy groups of the catalogue's distinct images (cached); ``vectors`` (the run's
     embedding, keyed by pixel hash, ``feature_key`` its store key) add candidate pairs."""
@@ -52,7 +54,7 @@ def find_near_copies(
         pairs = pd.read_parquet(cache)
     else:
         finder = instantiate(cfg.dedup.finder)
-        X = np.stack([vectors[h] for h in distinct.pixel_hash]) if use_embeddings else None
+        X = as_matrix(vectors, distinct.pixel_hash) if use_embeddings else None
         finder.fit(distinct.path.tolist(), X)
         pairs = finder.pairs_.assign(
             hash_i=distinct.pixel_hash.to_numpy()[finder.pairs_.i.to_numpy()],
