@@ -65,3 +65,14 @@ def test_vector_table_mapping_behaviour():
     np.testing.assert_array_equal(both["a"], [1, 1])
     with pytest.raises(ValueError):
         VectorTable(["a", "a"], np.zeros((2, 1), np.float32))
+
+
+def test_row_view_reads_only_the_rows_asked_for():
+    matrix = np.arange(20, dtype=np.float32).reshape(10, 2)
+    table = VectorTable([f"h{k}" for k in range(10)], matrix)
+    view = table.view(["h7", "h2", "h5"])
+    assert len(view) == 3 and view.shape == (3, 2) and view.ndim == 2
+    np.testing.assert_array_equal(view[0], [14, 15])
+    np.testing.assert_array_equal(view[1:], [[4, 5], [10, 11]])
+    np.testing.assert_array_equal(view[np.array([2, 0])], [[10, 11], [14, 15]])
+    np.testing.assert_array_equal(np.asarray(view, dtype=np.float64), table.take(["h7", "h2", "h5"]))

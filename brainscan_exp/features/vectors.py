@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["VectorTable", "as_matrix"]
+__all__ = ["RowView", "VectorTable", "as_matrix"]
 
 
 def _as_bytes(hashes: Iterable[str] | np.ndarray) -> np.ndarray:
@@ -107,6 +107,10 @@ class VectorTable(Mapping):
         first.sort()
         return cls(keys[first], np.concatenate([np.asarray(t.matrix) for t in tables])[first])
 
+    def view(self, hashes: Iterable[str] | np.ndarray) -> RowView:
+        """The rows of ``hashes`` as a lazy ``(len(hashes), d)`` array-like over the matrix (no copy)."""
+        return RowView(self.matrix, self.rows(hashes))
+
     def hstack(self, others: Sequence[VectorTable], hashes: Sequence[str] | None = None) -> VectorTable:
         """In-memory table of ``hashes`` (default: all of this table's) whose rows concatenate this
         table's vector and each of ``others``' (several backbones)."""
@@ -124,6 +128,32 @@ class VectorTable(Mapping):
 
     def __len__(self) -> int:
         return len(self.hashes)
+
+
+class RowView:
+    """``matrix[rows]`` without the copy: ``len``, ``shape``, ``ndim`` and indexing by an int, a
+    slice or an int array read only the rows asked for (sorted, so a memmap reads sequentially)."""
+
+    def __init__(self, matrix: np.ndarray, rows: np.ndarray):
+        self.matrix, self.rows = matrix, np.asarray(rows, dtype=np.int64)
+        self.shape = (len(self.rows), matrix.shape[1])
+        self.ndim, self.dtype = 2, matrix.dtype
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key) -> np.ndarray:
+        if isinstance(key, (int, np.integer)):
+            return np.asarray(self.matrix[self.rows[key]])
+        rows = self.rows[key]
+        order = np.argsort(rows, kind="stable")
+        out = np.empty((len(rows), self.shape[1]), self.dtype)
+        out[order] = self.matrix[rows[order]]
+        return out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self[np.arange(len(self))]
+        return out if dtype is None else out.astype(dtype)
 
 
 def as_matrix(vectors: Mapping[str, np.ndarray], hashes: Iterable[str], dim: int | None = None) -> np.ndarray:

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from brainscan_exp.artefacts import atomic_write, content_key
 from brainscan_exp.data.catalogue import Catalogue
-from brainscan_exp.features.vectors import as_matrix
+from brainscan_exp.features.vectors import VectorTable, as_matrix
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,12 @@ def find_near_copies(
         pairs = pd.read_parquet(cache)
     else:
         finder = instantiate(cfg.dedup.finder)
-        X = as_matrix(vectors, distinct.pixel_hash) if use_embeddings else None
-        finder.fit(distinct.path.tolist(), X)
+        X = None
+        if use_embeddings:  # a lazy view of the store's memmap when it is one (no n x d copy)
+            hashes = distinct.pixel_hash.to_numpy()
+            X = vectors.view(hashes) if isinstance(vectors, VectorTable) else as_matrix(vectors, hashes)
+        # each confirmation shard is committed beside the cache entry: a killed run resumes
+        finder.fit(distinct.path.tolist(), X, work_dir=cache.with_suffix(".parts"))
         pairs = finder.pairs_.assign(
             hash_i=distinct.pixel_hash.to_numpy()[finder.pairs_.i.to_numpy()],
             hash_j=distinct.pixel_hash.to_numpy()[finder.pairs_.j.to_numpy()],
