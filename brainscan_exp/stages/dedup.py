@@ -9,6 +9,7 @@ images' pixel hashes, the finder's parameters and the finder's code. Writes ``du
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,7 @@ def find_near_copies(
             hash_j=distinct.pixel_hash.to_numpy()[finder.pairs_.j.to_numpy()],
         )
         atomic_write(cache, lambda tmp: pairs.to_parquet(tmp, index=False))
+        shutil.rmtree(cache.with_suffix(".parts"), ignore_errors=True)  # the shards are in the cache now
         log.info(
             "near copies: %d candidate pairs, %d confirmed (%s)",
             len(pairs),
