@@ -9,18 +9,32 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import json
 import os
 import uuid
 from pathlib import Path
 
 
+def _source_file(name: str) -> Path:
+    """The ``.py`` file of module ``name``, found without running it or its parent packages (a
+    store reader must not import torch through ``brainscan_exp.models``)."""
+    top, *rest = name.split(".")
+    spec = importlib.util.find_spec(top)
+    if not rest or spec is None or not spec.submodule_search_locations:
+        return Path(importlib.import_module(name).__file__)
+    base = Path(next(iter(spec.submodule_search_locations))).joinpath(*rest)
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.exists():
+            return path
+    return Path(importlib.import_module(name).__file__)
+
+
 def code_fingerprint(*modules: str) -> str:
     """Digest of the source files of ``modules`` (a package counts with all its ``.py`` files)."""
     h = hashlib.sha256()
     for name in sorted(modules):
-        module = importlib.import_module(name)
-        path = Path(module.__file__)
+        path = _source_file(name)
         files = sorted(path.parent.rglob("*.py")) if path.name == "__init__.py" else [path]
         for file in files:
             h.update(file.name.encode())

@@ -338,3 +338,64 @@ def test_all_pairs_reference_agrees_with_buckets_on_real_like_hashes(planted):
     cands = hash_candidates(hashes, max_distance=22, n_bands=6)
     assert brute == set(zip(cands.i.tolist(), cands.j.tolist()))
     assert isinstance(cands, pd.DataFrame)
+
+
+def test_blank_frames_cannot_make_a_bucket_quadratic():
+    """2,000 identical hashes (blank frames) beside distinct ones: the oversize bucket is split,
+    then chained, so pairs grow linearly; distinct planted pairs are still found."""
+    rng = np.random.default_rng(3)
+    n_blank, n = 2000, 2200
+    hashes = rng.integers(0, 2**63, size=(n, 8), dtype=np.uint64)
+    hashes[:n_blank] = 0
+    hashes[n_blank + 1, 3] = _flip_bits(hashes[n_blank, 0], [5])
+    pairs = band_collisions(hashes, 3, max_bucket=1000, chain=4)
+    found = set(map(tuple, pairs.tolist()))
+    assert len(pairs) <= 5 * n, f"{len(pairs)} pairs"
+    assert (n_blank, n_blank + 1) in found
+    blank_pairs = pairs[(pairs < n_blank).all(1)]
+    assert (
+        len(connected_groups(n_blank, blank_pairs)) == n_blank and (connected_groups(n_blank, blank_pairs) == 0).all()
+    )
+    # without a cap the same bucket is all pairs
+    assert len(band_collisions(hashes[:300], 3, max_bucket=None)) == 300 * 299 // 2
+
+
+def test_cap_per_image_bounds_confirmations():
+    from brainscan_exp.dedup.candidates import cap_per_image
+
+    hub = pd.DataFrame({"i": 0, "j": np.arange(1, 51), "hamming": np.arange(50.0), "cosine": np.nan})
+    capped = cap_per_image(hub, 5, 22, 0.1)
+    assert capped.j.tolist() == [1, 2, 3, 4, 5]
+    assert cap_per_image(hub, None, 22, 0.1) is hub
+
+
+def test_ann_neighbours_match_exact_on_clustered_vectors():
+    from brainscan_exp.dedup import embedding_candidates
+
+    rng = np.random.default_rng(4)
+    centres = rng.normal(size=(300, 32)).astype(np.float32)
+    X = np.concatenate([centres, centres + 0.05 * rng.normal(size=centres.shape).astype(np.float32)])
+    exact = embedding_candidates(X, 3, 0.1, index="exact")
+    for index, params in [("HNSW32", "efSearch=64"), ("IVF16,Flat", "nprobe=4")]:
+        approx = embedding_candidates(X, 3, 0.1, index=index, search_params=params, chunk_size=128)
+        merged = exact.merge(approx, on=["i", "j"], how="left", suffixes=("", "_ann"))
+        assert merged.cosine_ann.notna().mean() >= 0.95, index
+        np.testing.assert_allclose(merged.cosine_ann.dropna(), merged.cosine[merged.cosine_ann.notna()], atol=1e-5)
+    assert {(k, k + 300) for k in range(300)} <= set(zip(exact.i, exact.j))
+
+
+def test_confirmation_shards_are_committed_and_reused(planted, tmp_path):
+    from brainscan_exp.dedup import load_grey
+
+    finder = NearCopyFinder(confirm_shard=3, n_jobs=1)
+    paths = planted[0]
+    pairs = np.array([[0, 1], [0, 2], [1, 2], [2, 3], [3, 4]], dtype=np.int64)
+
+    def load(k):
+        return load_grey(paths[k], 256)
+
+    first = finder.confirm(pairs, load, tmp_path)
+    assert len(list(tmp_path.glob("confirm-*.parquet"))) == 2
+    calls = []
+    second = finder.confirm(pairs, lambda k: calls.append(k) or load(k), tmp_path)
+    assert calls == [] and first.equals(second)

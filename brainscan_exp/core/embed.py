@@ -12,28 +12,28 @@ import numpy as np
 from sklearn.decomposition import PCA
 
 from brainscan_exp.features.extract import FeatureExtractor
+from brainscan_exp.features.vectors import VectorTable, as_matrix
 from brainscan_exp.models.backbones import Backbone
 from brainscan_exp.preprocessing import MRIPreprocess
 
 
 def embed(
     paths_by_hash: dict[str, str], backbones: list[Backbone], mri: MRIPreprocess, extractor: FeatureExtractor
-) -> tuple[dict[str, np.ndarray], list[str]]:
+) -> tuple[VectorTable, list[str]]:
     """pixel hash -> concatenated vector over ``backbones`` (each block from its content-keyed
-    store, computed only where missing); also returns the store keys."""
-    blocks, keys = [], []
+    store, computed only where missing), as an in-memory table of ``paths_by_hash``'s images;
+    also returns the store keys."""
+    tables, keys = [], []
     for backbone in backbones:
         store, _ = extractor.run(paths_by_hash, backbone, mri)
-        blocks.append(store.load(list(paths_by_hash)))
+        tables.append(store.table())
         keys.append(store.key)
-    return {h: np.concatenate([block[h] for block in blocks]).astype(np.float32) for h in paths_by_hash}, keys
+    return tables[0].hstack(tables[1:], hashes=list(paths_by_hash)), keys
 
 
-def stack(vectors: dict[str, np.ndarray], hashes, dim: int | None = None) -> np.ndarray:
-    hashes = list(hashes)
-    if not hashes:
-        return np.zeros((0, dim or len(next(iter(vectors.values())))), np.float32)
-    return np.stack([vectors[h] for h in hashes]).astype(np.float32)
+def stack(vectors, hashes, dim: int | None = None) -> np.ndarray:
+    """Stacked float32 vectors of ``hashes`` from a :class:`VectorTable` or a ``{hash: vector}``."""
+    return as_matrix(vectors, hashes, dim)
 
 
 def whiten_with(

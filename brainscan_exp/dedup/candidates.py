@@ -22,6 +22,7 @@ guarantees the pair is found.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -29,15 +30,22 @@ import pandas as pd
 from sklearn.neighbors import NearestNeighbors
 
 __all__ = [
+    "ann_index",
+    "ann_search",
     "band_collisions",
+    "cap_per_image",
     "band_values",
     "embedding_candidates",
     "family_distance",
     "hamming",
     "hash_candidates",
+    "ivf_lists",
     "merge_candidates",
+    "neighbour_pairs",
     "required_bands",
 ]
+
+_CHUNK = 1 << 20  # pairs (or query rows) per block of vectorised work
 
 _POPCOUNT8 = np.array([bin(v).count("1") for v in range(256)], dtype=np.uint8)
 
@@ -72,13 +80,63 @@ def band_values(codes: np.ndarray, n_bands: int) -> np.ndarray:
     return out
 
 
-def band_collisions(hashes: np.ndarray, n_bands: int, max_bucket: int | None = 100_000) -> np.ndarray:
+def _bucket_pairs(
+    canon: np.ndarray,
+    c_owner: np.ndarray,
+    trans: np.ndarray,
+    t_owner: np.ndarray,
+    masks: Sequence[np.uint64],
+    max_bucket: int | None,
+    chain: int,
+) -> list[np.ndarray]:
+    """``(i, j)`` blocks of canonical entries against transformed entries sharing ``hash & masks[0]``;
+    a bucket over ``max_bucket`` (canonical x transformed) entries is split by the next, wider mask;
+    at the last mask (the whole hash: identical codes, e.g. blank frames) each canonical entry is
+    paired with the ``chain`` transformed entries that follow it in image order (a chain keeps the
+    bucket connected, in linear work)."""
+    mask = masks[0]
+    ck, tk = canon & mask, trans & mask
+    order = np.argsort(tk, kind="stable")  # stable: a bucket lists its images in index order
+    tk_sorted, t_sorted = tk[order], t_owner[order]
+    left = np.searchsorted(tk_sorted, ck, side="left")
+    right = np.searchsorted(tk_sorted, ck, side="right")
+    counts = right - left
+    big = np.zeros(len(ck), dtype=bool)
+    if max_bucket is not None and len(ck):
+        _, inverse, canon_counts = np.unique(ck, return_inverse=True, return_counts=True)
+        big = canon_counts[inverse.reshape(-1)] * counts > max_bucket
+    out: list[np.ndarray] = []
+    small = np.where(big, 0, counts)
+    total = int(small.sum())
+    if total:
+        i = np.repeat(c_owner, small)
+        starts = np.repeat(left - np.concatenate([[0], np.cumsum(small)[:-1]]), small)
+        out.append(np.stack([i, t_sorted[np.arange(total, dtype=np.int64) + starts]], axis=1))
+    if big.any():
+        big_keys = np.unique(ck[big])
+        in_big = np.isin(tk, big_keys)
+        if len(masks) > 1:
+            out += _bucket_pairs(canon[big], c_owner[big], trans[in_big], t_owner[in_big], masks[1:], max_bucket, chain)
+        else:
+            for key in big_keys:
+                members = np.unique(t_owner[tk == key])  # sorted image indices in this bucket
+                queries = c_owner[ck == key]
+                pos = np.searchsorted(members, queries)
+                for step in range(1, chain + 1):
+                    nxt = members[np.minimum(pos + step, len(members) - 1)]
+                    out.append(np.stack([queries, nxt], axis=1))
+    return out
+
+
+def band_collisions(hashes: np.ndarray, n_bands: int, max_bucket: int | None = 100_000, chain: int = 4) -> np.ndarray:
     """Unique pairs ``(i, j)``, ``i < j``, whose hashes agree exactly on at least one band, in
     some transform: image i's canonical hash (column 0) against image j's hashes (all columns).
 
     ``hashes`` is ``(n, T)`` uint64 (T = 1 for no transforms). A bucket holding more than
-    ``max_bucket`` (canonical x transformed) pairs is skipped (None: never). Returns an ``(m, 2)``
-    int64 array sorted by ``(i, j)``.
+    ``max_bucket`` (canonical x transformed) pairs is split: its entries are re-bucketed on two
+    adjacent bands, then on the whole hash, and a bucket of identical hashes still that big is
+    chained (each image with the ``chain`` next ones), so near-black or uniform frames cost linear
+    work (None: never split). Returns an ``(m, 2)`` int64 array sorted by ``(i, j)``.
     """
     hashes = np.asarray(hashes, dtype=np.uint64)
     if hashes.ndim == 1:
@@ -86,29 +144,21 @@ def band_collisions(hashes: np.ndarray, n_bands: int, max_bucket: int | None = 1
     n, n_t = hashes.shape
     if n < 2:
         return np.empty((0, 2), dtype=np.int64)
-    bands = band_values(hashes, n_bands)  # (n, T, B)
+    bounds = _band_bounds(n_bands)
+    band_masks = [np.uint64(((1 << (hi - lo)) - 1) << lo) for lo, hi in bounds]
+    full = np.uint64(0xFFFFFFFFFFFFFFFF)
+    owner = np.arange(n, dtype=np.int64)
+    owner_t = np.repeat(owner, n_t)
+    trans = hashes.ravel()
     keys: list[np.ndarray] = []
-    owner_t = np.repeat(np.arange(n, dtype=np.int64), n_t)
     for b in range(n_bands):
-        canon = bands[:, 0, b]
-        trans = bands[:, :, b].ravel()
-        order = np.argsort(trans, kind="stable")
-        trans_sorted, trans_owner = trans[order], owner_t[order]
-        left = np.searchsorted(trans_sorted, canon, side="left")
-        right = np.searchsorted(trans_sorted, canon, side="right")
-        counts = right - left
-        if max_bucket is not None:
-            _, inverse, canon_counts = np.unique(canon, return_inverse=True, return_counts=True)
-            counts = np.where(canon_counts[inverse] * counts > max_bucket, 0, counts)
-        total = int(counts.sum())
-        if total == 0:
-            continue
-        i = np.repeat(np.arange(n, dtype=np.int64), counts)
-        starts = np.repeat(left - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
-        j = trans_owner[np.arange(total, dtype=np.int64) + starts]
-        keep = i != j
-        lo, hi = np.minimum(i[keep], j[keep]), np.maximum(i[keep], j[keep])
-        keys.append(np.unique(lo * n + hi))
+        wider = band_masks[b] | band_masks[(b + 1) % n_bands]
+        masks = [band_masks[b]] + ([wider] if n_bands > 2 else []) + ([full] if n_bands > 1 else [])
+        for block in _bucket_pairs(hashes[:, 0], owner, trans, owner_t, masks, max_bucket, chain):
+            i, j = block[:, 0], block[:, 1]
+            keep = i != j
+            lo, hi = np.minimum(i[keep], j[keep]), np.maximum(i[keep], j[keep])
+            keys.append(np.unique(lo * n + hi))
     if not keys:
         return np.empty((0, 2), dtype=np.int64)
     flat = np.unique(np.concatenate(keys))
@@ -163,50 +213,159 @@ def hash_candidates(
         keys = np.unique(
             np.concatenate([c[:, 0] * n + c[:, 1] for c in (band_collisions(m, bands, max_bucket) for m in members)])
         )
-        pairs = np.stack([keys // n, keys % n], axis=1) if n else np.empty((0, 2), np.int64)
-        dist, transform = family_distance(members, pairs)
-        keep = dist <= max_distance
-        frames.append(
-            pd.DataFrame(
-                {
-                    "i": pairs[keep, 0],
-                    "j": pairs[keep, 1],
-                    "hamming": dist[keep],
-                    "transform": transform[keep],
-                    "family": family,
-                }
+        for start in range(0, len(keys), _CHUNK):  # bounded temporaries: (chunk, 8) per member
+            part = keys[start : start + _CHUNK]
+            pairs = np.stack([part // n, part % n], axis=1)
+            dist, transform = family_distance(members, pairs)
+            keep = dist <= max_distance
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "i": pairs[keep, 0],
+                        "j": pairs[keep, 1],
+                        "hamming": dist[keep],
+                        "transform": transform[keep],
+                        "family": family,
+                    }
+                )
             )
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame(
+            {c: pd.Series(dtype=t) for c, t in zip(columns, ["int64", "int64", "int16", "int8", "object"])}
         )
-    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+    out = pd.concat(frames, ignore_index=True)
     out = out.sort_values(["i", "j", "hamming"]).drop_duplicates(["i", "j"], keep="first")
     return out.reset_index(drop=True)[columns]
 
 
-def embedding_candidates(embeddings: np.ndarray, n_neighbors: int = 5, max_cosine: float = 0.1) -> pd.DataFrame:
-    """Each image's ``n_neighbors`` nearest images by cosine distance, kept if <= ``max_cosine``.
+def _unit(block: np.ndarray) -> np.ndarray:
+    block = np.array(block, dtype=np.float32)  # a copy: memmaps stay read-only
+    norms = np.linalg.norm(block, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return block / norms
 
-    Returns ``i, j, cosine`` (``i < j``, unique, sorted). Brute force is exact and fine up to ~1e5
-    images; beyond, pass the embeddings through an approximate index first.
-    """
-    X = np.asarray(embeddings, dtype=np.float32)
-    n = len(X)
-    if n < 2 or n_neighbors < 1:
-        return pd.DataFrame({"i": np.empty(0, np.int64), "j": np.empty(0, np.int64), "cosine": np.empty(0)})
-    nn = NearestNeighbors(n_neighbors=min(n_neighbors + 1, n), metric="cosine", algorithm="brute").fit(X)
-    dist, idx = nn.kneighbors(X)
-    i = np.repeat(np.arange(n), idx.shape[1])
-    j, d = idx.ravel(), dist.ravel()
-    keep = (i != j) & (d <= max_cosine)
+
+def ivf_lists(n: int) -> int:
+    """Inverted lists for ``n`` vectors: the power of two nearest 4 sqrt(n), at least 16
+    (100 k: 1,024; 1 M: 4,096; 4 M: 8,192)."""
+    return int(2 ** max(4, round(math.log2(4 * math.sqrt(max(n, 1))))))
+
+
+def ann_index(
+    embeddings: np.ndarray, index: str = "HNSW32", search_params: str = "", chunk_size: int = 65_536, seed: int = 0
+):
+    """A faiss index (``faiss.index_factory`` string, inner product) of the L2-normalised rows of
+    ``embeddings`` (any ``(n, d)`` array, e.g. a memmap), added ``chunk_size`` rows at a time.
+    ``{nlist}`` in the string becomes :func:`ivf_lists` (n): IVF lists grow as sqrt(n). IVF
+    quantisers train on a seeded sample of max(100,000, 40 x lists) rows. ``search_params``:
+    faiss' ``"nprobe=16"`` or ``"efSearch=64"`` style."""
+    import faiss
+
+    n, d = embeddings.shape
+    nlist = ivf_lists(n)
+    idx = faiss.index_factory(d, index.format(nlist=nlist), faiss.METRIC_INNER_PRODUCT)
+    if not idx.is_trained:
+        size = min(n, max(100_000, 40 * nlist))
+        sample = np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
+        idx.train(_unit(embeddings[sample]))
+    for start in range(0, n, chunk_size):
+        idx.add(_unit(embeddings[start : start + chunk_size]))
+    if search_params:
+        faiss.ParameterSpace().set_index_parameters(idx, search_params)
+    return idx
+
+
+def ann_search(idx, embeddings: np.ndarray, n_neighbors: int, start: int = 0, stop: int | None = None):
+    """``n_neighbors`` nearest rows (excluding no one: the query itself usually comes first) of rows
+    ``start:stop`` of ``embeddings`` in ``idx``: ``(rows, neighbours (m, k) int64, cosine distances)``."""
+    stop = len(embeddings) if stop is None else stop
+    sims, nbrs = idx.search(_unit(embeddings[start:stop]), n_neighbors + 1)
+    return np.arange(start, stop, dtype=np.int64), nbrs.astype(np.int64), (1.0 - sims).astype(np.float32)
+
+
+def neighbour_pairs(rows: np.ndarray, nbrs: np.ndarray, dist: np.ndarray, max_cosine: float) -> pd.DataFrame:
+    """Unique ``i < j`` pairs of a neighbour list within ``max_cosine`` (``-1`` neighbours dropped)."""
+    i = np.repeat(rows, nbrs.shape[1])
+    j, d = nbrs.ravel(), dist.ravel()
+    keep = (j >= 0) & (i != j) & (d <= max_cosine)
     lo, hi = np.minimum(i[keep], j[keep]), np.maximum(i[keep], j[keep])
     out = pd.DataFrame({"i": lo.astype(np.int64), "j": hi.astype(np.int64), "cosine": d[keep].astype(float)})
     return out.sort_values(["i", "j", "cosine"]).drop_duplicates(["i", "j"]).reset_index(drop=True)
 
 
+def embedding_candidates(
+    embeddings: np.ndarray,
+    n_neighbors: int = 5,
+    max_cosine: float = 0.1,
+    index: str = "exact",
+    search_params: str = "",
+    chunk_size: int = 65_536,
+) -> pd.DataFrame:
+    """Each image's ``n_neighbors`` nearest images by cosine distance, kept if <= ``max_cosine``.
+
+    ``index="exact"``: scikit-learn's brute force (exact, quadratic: fine up to ~1e5 images);
+    otherwise a faiss factory string (``"IVF{nlist},Flat"``, ``"HNSW32"``, ...) searched in chunks of
+    ``chunk_size`` query rows (:func:`ann_index`). Returns ``i, j, cosine`` (``i < j``, unique,
+    sorted; ``cosine`` recomputed exactly for ANN results).
+    """
+    n = len(embeddings)
+    if n < 2 or n_neighbors < 1:
+        return pd.DataFrame({"i": np.empty(0, np.int64), "j": np.empty(0, np.int64), "cosine": np.empty(0)})
+    if index == "exact":
+        X = np.asarray(embeddings, dtype=np.float32)
+        nn = NearestNeighbors(n_neighbors=min(n_neighbors + 1, n), metric="cosine", algorithm="brute").fit(X)
+        dist, idx = nn.kneighbors(X)
+        return neighbour_pairs(np.arange(n, dtype=np.int64), idx, dist, max_cosine)
+    ann = ann_index(embeddings, index, search_params, chunk_size)
+    k = min(n_neighbors, n - 1)
+    frames = [
+        neighbour_pairs(*ann_search(ann, embeddings, k, s, min(n, s + chunk_size)), max_cosine)
+        for s in range(0, n, chunk_size)
+    ]
+    out = pd.concat(frames, ignore_index=True)
+    pairs = out[["i", "j"]].to_numpy(np.int64)
+    out["cosine"] = _cosine_of(embeddings, pairs[:, 0], pairs[:, 1]) if len(out) else out.cosine
+    out = out[out.cosine <= max_cosine]
+    return out.sort_values(["i", "j", "cosine"]).drop_duplicates(["i", "j"]).reset_index(drop=True)
+
+
+def cap_per_image(cands: pd.DataFrame, k: int | None, max_hamming: float, max_cosine: float) -> pd.DataFrame:
+    """Keep a pair only when it is among the ``k`` best candidates of both its images, so that
+    geometric confirmation is bounded per image (a hub, e.g. a blank frame, gets ``k`` at most).
+
+    A pair's rank key is its best normalised cheap signal, ``min(hamming / max_hamming, cosine /
+    max_cosine)`` (a missing signal counts as infinitely far); ties break on the other image's
+    index. ``k`` None: everything is kept.
+    """
+    if k is None or len(cands) == 0:
+        return cands
+    h = cands.hamming.to_numpy(float) / max(float(max_hamming), 1e-9)
+    c = cands.cosine.to_numpy(float) / max(float(max_cosine), 1e-9)
+    key = np.fmin(np.nan_to_num(h, nan=np.inf), np.nan_to_num(c, nan=np.inf))
+    pair = np.arange(len(cands), dtype=np.int64)
+    i, j = cands.i.to_numpy(np.int64), cands.j.to_numpy(np.int64)
+    image = np.concatenate([i, j])
+    other = np.concatenate([j, i])
+    order = np.lexsort((other, np.concatenate([key, key]), image))
+    sorted_image = image[order]
+    first = np.searchsorted(sorted_image, sorted_image, side="left")
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order)) - first
+    worst = np.maximum(rank[: len(pair)], rank[len(pair) :])
+    return cands[worst < k].reset_index(drop=True)
+
+
 def _cosine_of(embeddings: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    X = np.asarray(embeddings, dtype=np.float64)
-    norms = np.linalg.norm(X, axis=1)
-    norms[norms == 0] = 1.0
-    return 1.0 - np.einsum("ij,ij->i", X[i], X[j]) / (norms[i] * norms[j])
+    """Exact cosine distance of rows ``i`` and ``j`` (reads only those rows, in blocks)."""
+    out = np.empty(len(i), dtype=np.float64)
+    for s in range(0, len(i), _CHUNK):
+        a = np.asarray(embeddings[i[s : s + _CHUNK]], dtype=np.float64)
+        b = np.asarray(embeddings[j[s : s + _CHUNK]], dtype=np.float64)
+        na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+        na[na == 0], nb[nb == 0] = 1.0, 1.0
+        out[s : s + _CHUNK] = 1.0 - np.einsum("ij,ij->i", a, b) / (na * nb)
+    return out
 
 
 def merge_candidates(

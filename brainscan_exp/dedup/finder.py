@@ -8,6 +8,7 @@ data ends with ``_``.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,12 +18,19 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from .candidates import embedding_candidates, hash_candidates, merge_candidates
-from .confirm import ConfirmParams, FeatureCache, confirm_pairs
+from brainscan_exp.artefacts import atomic_write
+
+from .candidates import cap_per_image, embedding_candidates, hash_candidates, merge_candidates
+from .confirm import ConfirmParams, FeatureCache, PairResult, confirm_pairs
 from .groups import NO_GROUP, connected_groups
 from .hashing import FAMILIES, compute_hashes, load_grey
 
 __all__ = ["NearCopyFinder", "PAIR_COLUMNS", "duplicates_table"]
+
+AUTO_ANN_FROM = 50_000
+"""``ann_index="auto"``: exact neighbours below this many images, an approximate index from it."""
+
+RESULT_COLUMNS = list(PairResult.__dataclass_fields__)
 
 PAIR_COLUMNS = [
     "i",
@@ -70,6 +78,20 @@ class NearCopyFinder(BaseEstimator):
     n_neighbors, max_cosine : 5, 0.1
         Embedding route (only when ``fit`` gets embeddings): each image's 5 nearest neighbours
         within cosine distance 0.1 (confirmed copies found only this way were at 0.01-0.10).
+    ann_index, ann_search : "auto", "nprobe=16"
+        How the neighbours are searched: ``"exact"`` (scikit-learn brute force, quadratic), a
+        faiss ``index_factory`` string with its search parameters (``{nlist}``: ~4 sqrt(n) lists),
+        or ``"auto"``: exact below 50,000 images, else ``"IVF{nlist},Flat"`` probed 16 lists
+        deep (chosen by ``scripts/bench_scale.py``: recall of the planted copies against exact
+        kNN at 100 k; HNSW32 lost half of them on the clustered corpus at efSearch 64).
+    max_candidates : 6
+        Geometric confirmation bounded per image: a pair is confirmed only when it is among the
+        6 best candidates (by normalised Hamming or cosine distance) of both its images, so there
+        are at most 3 confirmations per image on average; None: all (the behaviour before). Its
+        effect on the brief's groups is in ``scripts/results/bench_scale.json`` (``brief``).
+    confirm_shard : 4096
+        Pairs confirmed per shard: features are kept for one shard at a time, and with ``fit``'s
+        ``work_dir`` each shard's results are committed there, so a killed run resumes.
     work_size, clahe_clip : 256, 2.0
         Confirmation resolution and CLAHE clip limit.
     orb_features, min_coarse_inliers : 500, 30
@@ -115,6 +137,10 @@ class NearCopyFinder(BaseEstimator):
         max_bucket: int | None = 100_000,
         n_neighbors: int = 5,
         max_cosine: float = 0.1,
+        ann_index: str = "auto",
+        ann_search: str = "nprobe=16",
+        max_candidates: int | None = 6,
+        confirm_shard: int = 4096,
         work_size: int = 256,
         clahe_clip: float = 2.0,
         orb_features: int = 500,
@@ -138,6 +164,10 @@ class NearCopyFinder(BaseEstimator):
         self.max_bucket = max_bucket
         self.n_neighbors = n_neighbors
         self.max_cosine = max_cosine
+        self.ann_index = ann_index
+        self.ann_search = ann_search
+        self.max_candidates = max_candidates
+        self.confirm_shard = confirm_shard
         self.work_size = work_size
         self.clahe_clip = clahe_clip
         self.orb_features = orb_features
@@ -175,58 +205,48 @@ class NearCopyFinder(BaseEstimator):
         if self.verbose:
             print(f"[NearCopyFinder] {msg}", flush=True)
 
-    def fit(self, paths: Sequence[str | Path], embeddings: np.ndarray | None = None) -> NearCopyFinder:
+    def _ann(self, n: int) -> str:
+        if self.ann_index != "auto":
+            return self.ann_index
+        return "exact" if n < AUTO_ANN_FROM else "IVF{nlist},Flat"
+
+    def fit(
+        self,
+        paths: Sequence[str | Path],
+        embeddings: np.ndarray | None = None,
+        hashes: dict[str, np.ndarray] | None = None,
+        work_dir: str | Path | None = None,
+    ) -> NearCopyFinder:
         """Hash, generate candidates, confirm and group the images at ``paths``.
 
-        ``embeddings``: optional ``(len(paths), d)`` matrix (row k = image k) whose nearest
-        neighbours add candidates the hashes miss.
+        ``embeddings``: optional ``(len(paths), d)`` matrix (row k = image k; a memmap is read in
+        blocks) whose nearest neighbours add candidates the hashes miss. ``hashes``: precomputed
+        :func:`~.hashing.compute_hashes` output (skips hashing). ``work_dir``: where each
+        confirmation shard is committed; a rerun with the same candidates reuses them.
         """
         paths = [str(p) for p in paths]
         n = len(paths)
         if embeddings is not None:
-            embeddings = np.asarray(embeddings, dtype=np.float32)
             if embeddings.ndim != 2 or len(embeddings) != n:
                 raise ValueError(f"embeddings must be (n_images={n}, d), got {embeddings.shape}")
         timings: dict[str, float] = {}
         start = t0 = time.perf_counter()
 
-        self.hashes_ = compute_hashes(paths, self.hash_methods, self.hash_families)
+        self.hashes_ = hashes if hashes is not None else compute_hashes(paths, self.hash_methods, self.hash_families)
         timings["hashing"] = time.perf_counter() - t0
         self._log(f"hashed {n} images in {timings['hashing']:.1f} s")
 
         t0 = time.perf_counter()
-        hashed = hash_candidates(self.hashes_, self.hash_families, self.max_hamming, self.n_bands, self.max_bucket)
-        knn = None
-        if embeddings is not None and self.n_neighbors > 0:
-            knn = embedding_candidates(embeddings, self.n_neighbors, self.max_cosine)
-        cands = merge_candidates(hashed, knn, self.hashes_, embeddings)
+        cands = self.candidates(self.hashes_, embeddings)
         timings["candidates"] = time.perf_counter() - t0
-        self._log(
-            f"{len(cands)} candidate pairs ({len(hashed)} from hashes, "
-            f"{0 if knn is None else len(knn)} from embeddings) in {timings['candidates']:.1f} s"
-        )
+        self._log(f"{len(cands)} candidate pairs after the per-image cap in {timings['candidates']:.1f} s")
 
         t0 = time.perf_counter()
-        params = self._confirm_params()
-        cache = FeatureCache(lambda k: load_grey(paths[k], self.work_size), params)
-        results = confirm_pairs(cands[["i", "j"]].to_numpy(np.int64), cache.load, params, self.n_jobs, cache)
-        timings["confirmation"] = time.perf_counter() - t0
-        res = pd.DataFrame(
-            [vars(r) for r in results],
-            index=cands.index,
-            columns=[
-                "coarse_inliers",
-                "mirror",
-                "loose_inliers",
-                "inliers",
-                "score",
-                "scale_min",
-                "scale_max",
-                "coverage",
-                "confirmed",
-                "reason",
-            ],
+        res = self.confirm(
+            cands[["i", "j"]].to_numpy(np.int64), lambda k: load_grey(paths[k], self.work_size), work_dir
         )
+        res.index = cands.index
+        timings["confirmation"] = time.perf_counter() - t0
         pairs = pd.concat([cands, res], axis=1).assign(kind="near")
         self.pairs_ = pairs[PAIR_COLUMNS].astype({"confirmed": bool, "mirror": bool})
         self._log(f"{int(self.pairs_.confirmed.sum())} confirmed pairs in {timings['confirmation']:.1f} s")
@@ -244,6 +264,47 @@ class NearCopyFinder(BaseEstimator):
             f"total {timings['total']:.1f} s"
         )
         return self
+
+    def candidates(self, hashes: dict[str, np.ndarray], embeddings: np.ndarray | None = None) -> pd.DataFrame:
+        """Candidate pairs of both routes with their cheap signals, capped per image
+        (:func:`~.candidates.merge_candidates` columns)."""
+        hashed = hash_candidates(hashes, self.hash_families, self.max_hamming, self.n_bands, self.max_bucket)
+        knn = None
+        if embeddings is not None and self.n_neighbors > 0:
+            index = self._ann(len(embeddings))
+            knn = embedding_candidates(
+                embeddings, self.n_neighbors, self.max_cosine, index, "" if index == "exact" else self.ann_search
+            )
+        cands = merge_candidates(hashed, knn, hashes, embeddings)
+        self._log(
+            f"{len(cands)} candidate pairs ({len(hashed)} from hashes, {0 if knn is None else len(knn)} from embeddings)"
+        )
+        return cap_per_image(cands, self.max_candidates, self.max_hamming, self.max_cosine)
+
+    def confirm(self, pairs: np.ndarray, load, work_dir: str | Path | None = None) -> pd.DataFrame:
+        """Geometric confirmation of ``pairs`` (``(m, 2)``), ``confirm_shard`` pairs at a time
+        (features of one shard in memory); with ``work_dir``, each shard's results are committed
+        there under a digest of its pairs and the settings, and reused by a rerun."""
+        params = self._confirm_params()
+        frames = []
+        for s in range(0, len(pairs), self.confirm_shard):
+            part = pairs[s : s + self.confirm_shard]
+            done = None
+            if work_dir is not None:
+                digest = hashlib.sha256(part.tobytes() + repr(params).encode()).hexdigest()[:20]
+                done = Path(work_dir) / f"confirm-{s // self.confirm_shard:06d}-{digest}.parquet"
+                if done.exists():
+                    frames.append(pd.read_parquet(done))
+                    continue
+            cache = FeatureCache(load, params)
+            results = confirm_pairs(part, cache.load, params, self.n_jobs, cache)
+            frame = pd.DataFrame([vars(r) for r in results], columns=RESULT_COLUMNS)
+            if done is not None:
+                atomic_write(done, lambda tmp, f=frame: f.to_parquet(tmp, index=False))
+            frames.append(frame)
+        if not frames:
+            return pd.DataFrame({c: pd.Series(dtype=object) for c in RESULT_COLUMNS})
+        return pd.concat(frames, ignore_index=True)
 
     def fit_predict(self, paths: Sequence[str | Path], embeddings: np.ndarray | None = None) -> np.ndarray:
         """``fit`` then return ``groups_``."""

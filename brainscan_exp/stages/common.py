@@ -20,6 +20,7 @@ from brainscan_exp.data.splits import make_split
 from brainscan_exp.features.runtimes import runtime_info
 from brainscan_exp.features.shared import extract_once
 from brainscan_exp.features.store import EmbeddingStore
+from brainscan_exp.features.vectors import VectorTable
 from brainscan_exp.models.backbones import Backbone
 from brainscan_exp.preprocessing import MRIPreprocess
 from brainscan_exp.tracking.mlflow_run import MlflowRun, flatten_params, git_commit, resolved_job_config
@@ -47,17 +48,17 @@ class Prepared:
     model: object
     mri: MRIPreprocess
     store: EmbeddingStore
-    vectors: dict[str, np.ndarray]
+    vectors: VectorTable  # pixel hash -> vector (a read-only mapping over one float32 matrix)
 
     def X(self, frame: pd.DataFrame) -> np.ndarray:
         """Embeddings of ``frame``'s rows (by pixel hash), in order."""
         if len(frame) == 0:
             return np.zeros((0, self.dim), np.float32)
-        return np.stack([self.vectors[h] for h in frame.pixel_hash]).astype(np.float32)
+        return self.vectors.take(frame.pixel_hash.to_numpy())
 
     @property
     def dim(self) -> int:
-        return len(next(iter(self.vectors.values())))
+        return self.vectors.dim
 
 
 def sweep_tag() -> str:
@@ -116,10 +117,10 @@ def prepare(cfg: DictConfig, tracker: MlflowRun, out_dir: Path) -> Prepared:
 
     def embed_all():
         store, stats = extractor.run(paths_by_hash, backbone, mri, model)
-        vectors, keys = store.load(list(paths_by_hash)), [store.key]
-        if extra_cfg:  # concatenated after the main backbone's vectors
+        vectors, keys = store.table(), [store.key]
+        if extra_cfg:  # concatenated after the main backbone's vectors (in memory, this run's images)
             more, more_keys = embed(paths_by_hash, [instantiate(b) for b in extra_cfg], mri, extractor)
-            vectors = {h: np.concatenate([vectors[h], more[h]]) for h in vectors}
+            vectors = vectors.hstack([more], hashes=list(more))
             keys += more_keys
         return store, stats, vectors, keys
 

@@ -9,6 +9,8 @@ images' pixel hashes, the finder's parameters and the finder's code. Writes ``du
 from __future__ import annotations
 
 import logging
+import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from brainscan_exp.artefacts import atomic_write, content_key
 from brainscan_exp.data.catalogue import Catalogue
+from brainscan_exp.features.vectors import VectorTable, as_matrix
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +34,7 @@ class NearCopies:
 
 
 def find_near_copies(
-    cfg: DictConfig, catalogue: Catalogue, vectors: dict[str, np.ndarray] | None, feature_key: str | None = None
+    cfg: DictConfig, catalogue: Catalogue, vectors: Mapping[str, np.ndarray] | None, feature_key: str | None = None
 ) -> NearCopies:
     """Near-copy groups of the catalogue's distinct images (cached); ``vectors`` (the run's
     embedding, keyed by pixel hash, ``feature_key`` its store key) add candidate pairs."""
@@ -52,13 +55,18 @@ def find_near_copies(
         pairs = pd.read_parquet(cache)
     else:
         finder = instantiate(cfg.dedup.finder)
-        X = np.stack([vectors[h] for h in distinct.pixel_hash]) if use_embeddings else None
-        finder.fit(distinct.path.tolist(), X)
+        X = None
+        if use_embeddings:  # a lazy view of the store's memmap when it is one (no n x d copy)
+            hashes = distinct.pixel_hash.to_numpy()
+            X = vectors.view(hashes) if isinstance(vectors, VectorTable) else as_matrix(vectors, hashes)
+        # each confirmation shard is committed beside the cache entry: a killed run resumes
+        finder.fit(distinct.path.tolist(), X, work_dir=cache.with_suffix(".parts"))
         pairs = finder.pairs_.assign(
             hash_i=distinct.pixel_hash.to_numpy()[finder.pairs_.i.to_numpy()],
             hash_j=distinct.pixel_hash.to_numpy()[finder.pairs_.j.to_numpy()],
         )
         atomic_write(cache, lambda tmp: pairs.to_parquet(tmp, index=False))
+        shutil.rmtree(cache.with_suffix(".parts"), ignore_errors=True)  # the shards are in the cache now
         log.info(
             "near copies: %d candidate pairs, %d confirmed, in %.0f s (%s)",
             len(pairs),

@@ -43,6 +43,7 @@ from brainscan_exp.core.scenarios import (
 )
 from brainscan_exp.data.catalogue import Catalogue
 from brainscan_exp.data.loader import load_dataset
+from brainscan_exp.features.vectors import VectorTable
 from brainscan_exp.stages.common import log_config, open_run, output_dir, with_near_copies
 from brainscan_exp.stages.predict import definition_of_done, operating_point
 from brainscan_exp.tracking.mlflow_run import MlflowRun
@@ -130,11 +131,12 @@ def predict_cells(
     )
     for emb_name, blocks in g.embeddings.items():
         backbones = [instantiate(OmegaConf.merge(cfg.backbone, block)) for block in blocks]
-        vectors, store_keys = {}, []
+        tables, store_keys = [], []
         for cat in catalogues.values():
             more, keys = embed(dict(zip(cat.files.pixel_hash, cat.files.path)), backbones, mri, extractor)
-            vectors |= more
+            tables.append(more)
             store_keys += keys
+        vectors = VectorTable.concat(tables)
         for head_name, h in g.heads.items():
             key = content_key(
                 {
