@@ -31,6 +31,7 @@ from brainscan_exp.core.calibrate import reads_for_budget
 from brainscan_exp.core.embed import embed, stack
 from brainscan_exp.core.review_loop import Pipeline, fit_round, one_shot, simulate
 from brainscan_exp.data.loader import load_dataset
+from brainscan_exp.features.vectors import VectorTable
 from brainscan_exp.stages.common import log_config, open_run, output_dir, with_near_copies
 from brainscan_exp.stages.generalization import cross_dataset_scenarios, dataset_scenarios
 from brainscan_exp.stages.predict import estimator_of, operating_point
@@ -141,11 +142,11 @@ def run(cfg: DictConfig) -> dict[str, float]:
     with open_run(cfg, run_name="review_benchmark") as parent:
         log_config(parent, cfg)
         mri, extractor, backbone = instantiate(cfg.preprocess), instantiate(cfg.features), instantiate(cfg.backbone)
-        catalogues, truths, scenarios, vectors, near_groups, store_keys = {}, {}, {}, {}, {}, []
+        catalogues, truths, scenarios, tables, near_groups, store_keys = {}, {}, {}, [], {}, []
         for ds, spec in b.datasets.items():
             cat = load_dataset(spec.root, cache_dir=cfg.paths.cache_dir, name=ds)
             more, keys = embed(dict(zip(cat.files.pixel_hash, cat.files.path)), [backbone], mri, extractor)
-            vectors |= more
+            tables.append(more)
             store_keys += keys
             if cfg.dedup.enabled:
                 cat = with_near_copies(cfg, cat, more, keys[0])
@@ -159,11 +160,12 @@ def run(cfg: DictConfig) -> dict[str, float]:
         scenarios = answerable(scenarios)
         if b.get("scenarios"):
             scenarios = {k: v for k, v in scenarios.items() if k in set(b.scenarios)}
+        vectors = VectorTable.concat(tables)
         regime = estimator_of(cfg)
         pipe = Pipeline(
             regime.estimator,
             operating_point(cfg),
-            lambda hashes: stack(vectors, hashes, len(next(iter(vectors.values())))),
+            lambda hashes: stack(vectors, hashes, vectors.dim),
             regime.semi_supervised,
             lambda hashes: [near_groups.get(h, h) for h in hashes],
         )
