@@ -9,7 +9,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from brainscan_exp.core.predict import OperatingPoint
-from brainscan_exp.core.reads import calibration_mask, delivered_error, with_reads
+from brainscan_exp.core.reads import calibration_mask, delivered_error, training_mask, with_reads
 from brainscan_exp.core.review_loop import Pipeline, fit_round, one_shot, simulate
 from brainscan_exp.core.review_queue import STRATEGIES, PoolView, choose_reads
 from brainscan_exp.core.scenarios import Scenario
@@ -85,30 +85,25 @@ def test_reads_join_training_and_leave_the_pool_with_their_near_copies():
     resolved = resolve(
         pd.DataFrame(
             {
-                "file": [
-                    "sans_label/p0.jpg",
-                    "sans_label/p1.jpg",
-                    "sans_label/p2.jpg",
-                    "sans_label/p2.jpg",
-                    "sans_label/p3.jpg",
-                ],
-                "pixel_hash": ["P0", "P1", "P2", "P2", "P3"],
-                "label": ["cancer", "normal", "cancer", "normal", "unreadable"],
-                "reader": ["a", "a", "a", "b", "a"],
+                "file": [f"sans_label/p{i}.jpg" for i in (0, 1, 2, 2, 3, 4)],
+                "pixel_hash": ["P0", "P1", "P2", "P2", "P3", "P4"],
+                "label": ["cancer", "normal", "cancer", "normal", "unreadable", "normal"],
+                "reader": ["a", "a", "a", "b", "a", "a"],
                 "read_at": "",
                 "source": "x",
                 "round": 1,
-                "reason": ["audit", "threshold", "threshold", "threshold", "audit"],
+                "reason": ["audit", "threshold", "threshold", "threshold", "audit", "safety"],
             }
         )
     )
     groups = {"P5": "P0"}  # P5 is a near copy of the read P0
     train, unread = with_reads(labelled, pool, resolved, lambda hs: [groups.get(h, h) for h in hs])
     reads = train[train.source == "expert"]
-    assert dict(zip(reads.pixel_hash, reads.label)) == {"P0": 1, "P1": 0}
+    assert dict(zip(reads.pixel_hash, reads.label)) == {"P0": 1, "P1": 0, "P4": 0}
+    assert set(train.pixel_hash[~training_mask(train)]) == {"P4"}  # the safety net checks, it does not teach
     assert set(reads.pixel_hash[reads.audit]) == {"P0"}
     assert calibration_mask(train).sum() == 20 + 1  # labelled + the audit read, not the chosen one
-    assert not {"P0", "P1", "P5"} & set(unread.pixel_hash)
+    assert not {"P0", "P1", "P4", "P5"} & set(unread.pixel_hash)
     assert {"P2", "P3"} <= set(unread.pixel_hash)  # conflict and unreadable: scored, not trained on
 
 
@@ -159,3 +154,7 @@ def test_the_loop_spends_the_budget_through_the_ledger_and_fixes_labels():
     assert after["n_pool"] == before["n_pool"] == 300
     assert after["missed"] + after["false_alarms"] <= before["missed"] + before["false_alarms"]
     assert after["estimate_method"] == "audit" and after["estimate_low"] <= after["estimate_high"]
+
+    (checked,), fitted = simulate(pipe, sc, "threshold", "safety", 20, 0.2, 60, first, seed=0)
+    assert fitted.n_checked == 16 and checked["n_reads"] == 60  # the last batch: 4 audits + 16 safety reads
+    assert (fitted.train.source == "expert").sum() == 44  # they are delivered, not trained on

@@ -5,6 +5,12 @@ Why reads need care: they are not a random sample of the pool (most were chosen 
 hesitated), so they train the model but do not calibrate it, except the audit share, which was
 drawn uniformly from the unread pool. The threshold is set on the radiologists' labelled images
 plus the audit reads; the delivered-error estimate comes from the audit reads' out-of-fold scores.
+
+Reads of the safety net (the auto-normal images most likely to be tumours) check the model's
+normal calls and do not train it: refitted on them, the model moves its threshold and calls other,
+unread tumours normal, which undoes the check (the review benchmark measured it: one safety round
+then a refit missed up to 56 tumours where the same reads without refit missed none). Their
+images are delivered with the expert's label all the same.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ def with_reads(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(labelled + agreed expert reads, pool without the agreed reads and their near copies).
 
-    Labelled rows gain ``source`` (``labelled`` | ``expert``) and ``audit``; reads of images
+    Labelled rows gain ``source`` (``labelled`` | ``expert``), ``audit`` and ``trains`` (False
+    for safety-net reads: :func:`training_mask`); reads of images
     outside the pool (e.g. of a labelled file) are ignored. ``group_of``: pixel hashes -> near-copy
     groups (default: each image its own group). Images in conflict or unreadable stay in the pool
     (scored, never trained on): the caller decides what they are delivered as."""
@@ -31,6 +38,7 @@ def with_reads(
     labelled = labelled.assign(
         source=labelled.get("source", pd.Series("labelled", index=labelled.index)),
         audit=labelled.get("audit", pd.Series(False, index=labelled.index)),
+        trains=labelled.get("trains", pd.Series(True, index=labelled.index)),
     )
     if "group" not in labelled:
         labelled = labelled.assign(group=group_of(labelled.pixel_hash))
@@ -44,12 +52,18 @@ def with_reads(
         group=group_of(rows.pixel_hash),
         source="expert",
         audit=agreed.audit.to_numpy(bool),
+        trains=~agreed.check.to_numpy(bool),
     )
     read_groups = set(reads.group)
     pool_groups = pd.Series(group_of(pool.pixel_hash), index=pool.index)
     unread = pool[~pool.pixel_hash.isin(agreed.pixel_hash) & ~pool_groups.isin(read_groups)]
     train = pd.concat([labelled, reads[[c for c in labelled.columns if c in reads]]], ignore_index=True)
     return train, unread.reset_index(drop=True)
+
+
+def training_mask(train: pd.DataFrame) -> np.ndarray:
+    """Rows the model is fitted on: all but the safety net's reads (they check, not teach)."""
+    return train.trains.astype(bool).to_numpy()
 
 
 def calibration_mask(train: pd.DataFrame) -> np.ndarray:

@@ -21,7 +21,7 @@ from sklearn.metrics import roc_auc_score
 
 from brainscan_exp.core.calibrate import triage
 from brainscan_exp.core.predict import OperatingPoint, PoolPrediction, decide, predict_pool
-from brainscan_exp.core.reads import calibration_mask, delivered_error, with_reads
+from brainscan_exp.core.reads import calibration_mask, delivered_error, training_mask, with_reads
 from brainscan_exp.core.review_queue import PoolView, choose_reads
 from brainscan_exp.core.scenarios import Scenario
 from brainscan_exp.review.ledger import ExpertLedger, resolve
@@ -29,11 +29,12 @@ from brainscan_exp.review.ledger import ExpertLedger, resolve
 
 @dataclass
 class Fitted:
-    train: pd.DataFrame  # labelled + agreed reads
+    train: pd.DataFrame  # what the model is fitted on: labelled + agreed reads but the safety net's
     unread: pd.DataFrame
     prediction: PoolPrediction
     X_train: np.ndarray
     X_unread: np.ndarray
+    n_checked: int = 0  # safety-net reads: delivered with the expert's label, not trained on
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,8 @@ class Pipeline:
 
 
 def fit_round(pipe: Pipeline, labelled: pd.DataFrame, pool: pd.DataFrame, ledger_rows: pd.DataFrame) -> Fitted:
-    train, unread = with_reads(labelled, pool, resolve(ledger_rows), pipe.group_of)
+    known, unread = with_reads(labelled, pool, resolve(ledger_rows), pipe.group_of)
+    train = known[training_mask(known)].reset_index(drop=True)
     X_train, X_unread = pipe.X_of(train.pixel_hash), pipe.X_of(unread.pixel_hash)
     prediction = predict_pool(
         pipe.estimator,
@@ -60,7 +62,7 @@ def fit_round(pipe: Pipeline, labelled: pd.DataFrame, pool: pd.DataFrame, ledger
         pipe.semi_supervised,
         calibration_mask(train),
     )
-    return Fitted(train, unread, prediction, X_train, X_unread)
+    return Fitted(train, unread, prediction, X_train, X_unread, int(len(known) - len(train)))
 
 
 def _auc(y: np.ndarray, p: np.ndarray) -> float:
@@ -99,8 +101,9 @@ def score_delivered(
     auto = scored & ~reviewed
     missed = int(((y == 1) & (called == 0) & auto).sum())
     false_alarms = int(((y == 0) & (called == 1) & auto).sum())
-    n_read = int(fitted.train.source.eq("expert").sum() + (scored & reviewed).sum())
-    n_delivered = int(scored.sum() + fitted.train.source.eq("expert").sum())
+    n_expert = int(fitted.train.source.eq("expert").sum()) + fitted.n_checked
+    n_read = n_expert + int((scored & reviewed).sum())
+    n_delivered = int(scored.sum()) + n_expert
     normals = scored & (y == 0)
     audit = fitted.train.audit.astype(bool).to_numpy()
     estimate = delivered_error(

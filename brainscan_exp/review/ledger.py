@@ -33,6 +33,7 @@ from brainscan_exp.data.errors import DatasetError
 LABELS = ("cancer", "normal", "unreadable")
 COLUMNS = ["file", "pixel_hash", "label", "reader", "read_at", "source", "round", "reason"]
 AUDIT = "audit"  # the queue's reason for its random share: the unbiased sample of the unread pool
+SAFETY = "safety"  # the queue's safety net: reads that check the model's normal calls, not teach it
 MAX_LISTED = 20
 
 
@@ -157,11 +158,12 @@ def normalise_answers(answers: pd.DataFrame, source: str) -> pd.DataFrame:
 
 def resolve(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per image read: ``label`` (cancer | normal, '' when none holds), ``status``
-    (agreed | conflict | unreadable), ``audit`` (any of its reads was an audit draw), ``file``
+    (agreed | conflict | unreadable), ``audit`` (any of its reads was an audit draw), ``check``
+    (every read of it was the safety net's), ``file``
     (the first file read), ``n_answers``. A conflict resolves once one label holds a strict
     majority of the image's cancer/normal answers (an adjudicator's read breaks a tie)."""
     if rows.empty:
-        return pd.DataFrame(columns=["pixel_hash", "file", "label", "status", "audit", "n_answers", "round"])
+        return pd.DataFrame(columns=["pixel_hash", "file", "label", "status", "audit", "check", "n_answers", "round"])
     out = []
     for h, part in rows.groupby("pixel_hash", sort=False):
         votes = part.label[part.label != "unreadable"].value_counts()
@@ -178,6 +180,7 @@ def resolve(rows: pd.DataFrame) -> pd.DataFrame:
                 "label": label,
                 "status": status,
                 "audit": bool((part.reason == AUDIT).any()),
+                "check": bool((part.reason == SAFETY).all()),
                 "n_answers": len(part),
                 "round": int(part["round"].min()),
             }

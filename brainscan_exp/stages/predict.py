@@ -32,7 +32,7 @@ from brainscan_exp.core.predict import (
     truth_line,
     with_copies,
 )
-from brainscan_exp.core.reads import DeliveredError, calibration_mask, delivered_error, with_reads
+from brainscan_exp.core.reads import DeliveredError, calibration_mask, delivered_error, training_mask, with_reads
 from brainscan_exp.data.catalogue import Catalogue
 from brainscan_exp.regimes.estimator import EstimatorRegime
 from brainscan_exp.review.ledger import ExpertLedger, resolve
@@ -75,6 +75,7 @@ class PoolFit:
     """The predict pipeline fitted on the labelled images plus the agreed expert reads."""
 
     catalogue: Catalogue  # labelled = radiologists' images + agreed reads; pool = the rest
+    trained: pd.DataFrame  # the labelled rows the model is fitted on (not the safety net's reads)
     ledger_rows: pd.DataFrame  # every answer in the ledger
     resolved: pd.DataFrame  # one row per image read (label, status, audit)
     unlabelled: pd.DataFrame  # every sans_label file, copy_of its labelled or read twin
@@ -108,6 +109,7 @@ def fit_pool(cfg: DictConfig, prep: Prepared, target_sensitivity: float | None =
     train, pool = with_reads(cat.labelled, cat.pool, resolved, cat.group_of)
     cat = replace(cat, labelled=train, pool=pool)
     unlabelled = cat.unlabelled_files()
+    train = train[training_mask(train)].reset_index(drop=True)
     X_train, (X_pool, X_copies) = whiten_with(
         prep.X(train), prep.X(pool), prep.X(unlabelled[unlabelled.copy_of != ""]), cfg.embedding.whiten
     )
@@ -133,7 +135,7 @@ def fit_pool(cfg: DictConfig, prep: Prepared, target_sensitivity: float | None =
             int((resolved.status == "unreadable").sum()),
         )
     budget = reads_for_budget(cfg.review.budget_eur, cfg.review.cost_per_read_eur)
-    return PoolFit(cat, rows, resolved, unlabelled, X_train, X_pool, X_copies, prediction, budget)
+    return PoolFit(cat, train, rows, resolved, unlabelled, X_train, X_pool, X_copies, prediction, budget)
 
 
 def deliver(fit: PoolFit) -> pd.DataFrame:
@@ -156,7 +158,7 @@ def deliver(fit: PoolFit) -> pd.DataFrame:
 
 def estimate_delivered(fit: PoolFit, table: pd.DataFrame) -> DeliveredError:
     """The run's own delivered-label error, from the audit reads (or the pool estimate without)."""
-    train, p_oof = fit.catalogue.labelled, fit.prediction.p_oof
+    train, p_oof = fit.trained, fit.prediction.p_oof
     audit = train.audit.astype(bool).to_numpy()
     auto = table[(table.label_source == "model") & table.triage.isin(["cancer", "normal"])]
     return delivered_error(
