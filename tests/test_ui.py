@@ -22,7 +22,9 @@ from brainscan_exp.tracking.mlflow_run import MlflowRun
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium not installed (.ci/run installs it)"),
+    pytest.mark.skipif(
+        shutil.which("chromium") is None, reason="Debian's chromium not installed (.ci/run installs it)"
+    ),
 ]
 RUN_NAMES = ("semi-tf_efficientnet_lite0-demo", "predict-tf_efficientnet_lite2-demo")
 
