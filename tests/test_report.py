@@ -214,7 +214,7 @@ def test_both_decks_have_cited_figures_and_no_overflow(decks, store):
                 assert re.search(r"MLflow run [0-9a-f]{32}|scripts/results/\w+\.json", notes), (lang, number_)
         assert find_overflows(path) == []
     fr, en = _slides(decks["fr"]), _slides(decks["en"])
-    cluster = next(body for body, _, _ in fr if "sans étiquettes" in body)
+    cluster = next(body for body, _, _ in fr if "sans étiquettes suivent" in body)
     assert "luminosité moyenne, forme du crâne" in cluster  # flagged confounds through the glossary
     assert sum(has_picture for _, _, has_picture in fr) >= 7  # pipeline, features, cluster, semi, curve, op, cost
     assert "Réponses au brief" in fr[1][0] and "Answers to the brief" in en[1][0]

@@ -272,7 +272,7 @@ def build(facts: Facts, lang: str, settings: dict, out: Path) -> Path:
         semi_case = "worse"
     answers = [
         [text(L, "q_semi"), text(L, f"a_semi_{semi_case}", delta=delta), str(page["semi"])],
-        [text(L, "q_error"), text(L, "a_error", target=target, sens=percent(pr["sens"], L, 0)), str(page["op"])],
+        [text(L, "q_error"), text(L, "a_error", target=target, sens=percent(pr["sens"], L, 1)), str(page["op"])],
         [
             text(L, "q_dod"),
             text(L, "a_dod_yes" if n_met == len(dod_rows) else "a_dod_no", n_met=n_met, n_total=len(dod_rows)),
@@ -371,8 +371,11 @@ def build(facts: Facts, lang: str, settings: dict, out: Path) -> Path:
             ),
             text(L, "cluster_4"),
         ]
+        confounds = assoc[assoc.factor != "label"]
+        strongest = float(confounds.value.max()) if len(confounds) else 0.0
+        case = "tumour" if not c["n_flagged"] else "acq" if strongest >= c["v_label"] else "mixed"
         deck.figure(
-            text(L, "cluster_title"),
+            text(L, f"cluster_title_{case}"),
             figures.hbars(
                 [term(L, f) for f in assoc.factor],
                 assoc.value.to_numpy(float),
@@ -386,7 +389,7 @@ def build(facts: Facts, lang: str, settings: dict, out: Path) -> Path:
             cluster.cites,
         )
     else:
-        deck.bullets(text(L, "cluster_title"), [text(L, "missing_optional")], [])
+        deck.bullets(text(L, "cluster_title_missing"), [text(L, "missing_optional")], [])
 
     deck.next("semi").figure(
         text(L, f"semi_title_{semi_case}"),

@@ -56,7 +56,7 @@ def _data(cv: Run) -> Section:
     return Section(values, [cv.cite], tables={"near_pairs": _near_pairs(cv)})
 
 
-def _near_pairs(cv: Run, n: int = 3) -> pd.DataFrame:
+def _near_pairs(cv: Run, n: int = 2) -> pd.DataFrame:
     """Up to ``n`` confirmed near-copy pairs (the most certain first) as image paths, for the data
     slide's few large images; empty when the run's files or its dataset folder are not at hand."""
     empty = pd.DataFrame(columns=["a", "b"])
