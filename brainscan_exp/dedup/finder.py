@@ -108,7 +108,7 @@ class NearCopyFinder(BaseEstimator):
         Plausible transform: both scales within the range, scale ratio <= 1.5, and the precise
         inliers' bounding box >= 10% of the image.
     n_jobs : 2
-        Threads for the confirmation (OpenCV releases the GIL).
+        Threads for hashing and confirmation (decoding and OpenCV release the GIL).
     verbose : False
         Print the phases and their times.
 
@@ -232,7 +232,11 @@ class NearCopyFinder(BaseEstimator):
         timings: dict[str, float] = {}
         start = t0 = time.perf_counter()
 
-        self.hashes_ = hashes if hashes is not None else compute_hashes(paths, self.hash_methods, self.hash_families)
+        self.hashes_ = (
+            hashes
+            if hashes is not None
+            else compute_hashes(paths, self.hash_methods, self.hash_families, n_jobs=self.n_jobs)
+        )
         timings["hashing"] = time.perf_counter() - t0
         self._log(f"hashed {n} images in {timings['hashing']:.1f} s")
 
