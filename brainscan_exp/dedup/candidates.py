@@ -359,12 +359,13 @@ def cap_per_image(cands: pd.DataFrame, k: int | None, max_hamming: float, max_co
 def _cosine_of(embeddings: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     """Exact cosine distance of rows ``i`` and ``j`` (reads only those rows, in blocks)."""
     out = np.empty(len(i), dtype=np.float64)
-    for s in range(0, len(i), _CHUNK):
-        a = np.asarray(embeddings[i[s : s + _CHUNK]], dtype=np.float64)
-        b = np.asarray(embeddings[j[s : s + _CHUNK]], dtype=np.float64)
+    step = 32_768  # pairs per block: two (step, d) float64 blocks, ~270 MB at d = 520
+    for s in range(0, len(i), step):
+        a = np.asarray(embeddings[i[s : s + step]], dtype=np.float64)
+        b = np.asarray(embeddings[j[s : s + step]], dtype=np.float64)
         na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
         na[na == 0], nb[nb == 0] = 1.0, 1.0
-        out[s : s + _CHUNK] = 1.0 - np.einsum("ij,ij->i", a, b) / (na * nb)
+        out[s : s + step] = 1.0 - np.einsum("ij,ij->i", a, b) / (na * nb)
     return out
 
 

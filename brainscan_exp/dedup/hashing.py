@@ -17,6 +17,7 @@ separates copies from different slices better than either hash alone.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -137,19 +138,29 @@ def compute_hashes(
     methods: Sequence[str] = ("phash", "dhash"),
     families: Sequence[str] = FAMILIES,
     decode_side: int = _DECODE_SIDE,
+    n_jobs: int = 1,
 ) -> dict[str, np.ndarray]:
     """Hashes of every image: ``{"<family>_<method>": uint64 array (len(paths), 8)}``.
 
     Column ``k`` is the hash of transform ``k``; column 0 is the canonical hash. Every image is
-    decoded at ``decode_side`` (whatever its own size), so resized copies hash alike.
+    decoded at ``decode_side`` (whatever its own size), so resized copies hash alike. ``n_jobs``
+    threads (JPEG decoding, OpenCV and the DCT release the GIL); the result does not depend on it.
     """
     unknown = set(methods) - set(HASH_METHODS)
     if unknown:
         raise ValueError(f"unknown hash methods {sorted(unknown)}; expected some of {sorted(HASH_METHODS)}")
     keys = [f"{f}_{m}" for f in families for m in methods]
     out = {k: np.zeros((len(paths), N_TRANSFORMS), dtype=np.uint64) for k in keys}
-    for idx, path in enumerate(paths):
-        hashes = hash_image(load_grey(path, decode_side), methods, families)
+
+    def one(idx: int) -> None:
+        hashes = hash_image(load_grey(paths[idx], decode_side), methods, families)
         for k in keys:
             out[k][idx] = hashes[k]
+
+    if n_jobs <= 1 or len(paths) < 2:
+        for idx in range(len(paths)):
+            one(idx)
+    else:
+        with ThreadPoolExecutor(max_workers=n_jobs) as pool:
+            list(pool.map(one, range(len(paths)), chunksize=64))
     return out
