@@ -189,7 +189,7 @@ def _review_benchmark(results: Results) -> Section | None:
         return None
     chosen = found["chosen"]
     table = pd.DataFrame(found["table"])
-    keys = ("strategy", "batch_size", "audit_share")
+    keys = ("strategy", "final_strategy", "batch_size", "audit_share", "delivery_sensitivity")
     rows = table
     for key in keys:
         if key in table and key in chosen:
