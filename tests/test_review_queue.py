@@ -54,8 +54,8 @@ def test_strategies_pick_what_they_promise():
 def test_a_final_strategy_replaces_the_strategy_in_the_batch_it_is_given_for():
     v = view()
     _, early = choose_reads("threshold", v, 10)
-    _, last = choose_reads("threshold", v, 10, final_strategy="safety")
-    assert set(early) == {"threshold"} and set(last) == {"safety"}
+    _, last = choose_reads("threshold", v, 10, audit_share=0.2, final_strategy="safety")
+    assert set(early) == {"threshold"} and set(last) == {"safety"}  # no audit in the final check
 
 
 def test_budget_larger_than_the_pool_and_unknown_strategy():
@@ -156,5 +156,6 @@ def test_the_loop_spends_the_budget_through_the_ledger_and_fixes_labels():
     assert after["estimate_method"] == "audit" and after["estimate_low"] <= after["estimate_high"]
 
     (checked,), fitted = simulate(pipe, sc, "threshold", "safety", 20, 0.2, 60, first, seed=0)
-    assert fitted.n_checked == 16 and checked["n_reads"] == 60  # the last batch: 4 audits + 16 safety reads
-    assert (fitted.train.source == "expert").sum() == 44  # they are delivered, not trained on
+    assert fitted.n_checked == 20 and checked["n_reads"] == 60  # the last batch: 20 safety reads, no audit
+    assert (fitted.train.source == "expert").sum() == 40  # they are delivered, not trained on
+    assert fitted.train.audit.sum() == 8  # the two learning rounds' audits

@@ -159,7 +159,10 @@ def choose_reads(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Up to ``n`` distinct unread indices and each one's reason (``audit`` or the rule that chose
     it). ``exclude``: indices that may not be chosen; ``final_strategy``: the rules of this batch
-    instead of ``strategy`` (the caller passes it for the batch that spends the budget)."""
+    instead of ``strategy`` (the caller passes it for the batch that spends the budget). A final
+    batch draws no audit: nothing after it is refitted, so its reads check the model that chose
+    them (safety reads do not train, :mod:`brainscan_exp.core.reads`), and an audit read would
+    train it and move its threshold."""
     parts = parse_strategy(final_strategy or strategy)
     rng = np.random.default_rng(seed)
     allowed = np.ones(len(view.p), bool)
@@ -173,7 +176,7 @@ def choose_reads(
         chosen.extend(int(i) for i in idx)
         reasons.extend([reason] * len(idx))
 
-    n_audit = int(round(audit_share * n))
+    n_audit = 0 if final_strategy else int(round(audit_share * n))
     take(random(view, allowed, n_audit, rng), "audit")
     left = n - n_audit
     for k, part in enumerate(parts):
