@@ -4,7 +4,6 @@ no overflowing text, figures cited, numbers equal to the runs', a missing run na
 from __future__ import annotations
 
 import importlib.util
-import io
 import json
 import re
 import shutil
@@ -20,6 +19,7 @@ from pptx.util import Inches, Pt
 from brainscan_exp.notebook import compose_config
 from brainscan_exp.report.layout import find_overflows, fitting_size
 from brainscan_exp.report.render import missing_tools
+from brainscan_exp.report.rules import deck_problems
 from brainscan_exp.report.sources import MissingSource
 from brainscan_exp.report.strings import integer, number
 from brainscan_exp.tracking.mlflow_run import MlflowRun
@@ -267,42 +267,6 @@ def test_overflow_is_detected(tmp_path):
     assert fitting_size(["short"], Inches(2), Inches(0.5)) == 20
 
 
-# what slide text must not show: snake_case names, config keys (key=value), commands in backticks,
-# run ids, arrows between internal names, paths with two or more slashes
-INTERNAL = re.compile(r"\b[A-Za-z0-9]+(?:_[A-Za-z0-9]+)+\b|\b\w+=\S|`|\b[0-9a-f]{32}\b|->|\b\w+(?:/\w+){2,}")
-ZERO_EUROS = re.compile(r"(?<![\d,.\u202f])0\s?€|€0(?![.,]\d)")
-AMOUNT = re.compile(r"(\d[\d\u202f]*(?:,\d+)?)[ \u00a0]€|€(\d[\d,]*(?:\.\d+)?)")
-
-
-def deck_problems(path: Path, lang: str) -> list[str]:
-    """What the rendered-deck rules forbid, as readable lines (empty: the deck passes)."""
-    from PIL import Image
-
-    from brainscan_exp.report.figures import placed_font_pt
-
-    problems = [f"overflow: {o}" for o in find_overflows(path)]
-    for k, slide in enumerate(Presentation(str(path)).slides, start=1):
-        texts = [s.text_frame.text for s in slide.shapes if s.has_text_frame]
-        texts += [c.text for s in slide.shapes if s.has_table for row in s.table.rows for c in row.cells]
-        body = "\n".join(texts)
-        problems += [f"slide {k}: internal name {m.group(0)!r}" for m in INTERNAL.finditer(body)]
-        problems += [f"slide {k}: zero amount {m.group(0)!r}" for m in ZERO_EUROS.finditer(body)]
-        for m in AMOUNT.finditer(body):
-            raw = m.group(1) or m.group(2)
-            value = float(raw.replace("\u202f", "").replace(",", ".") if lang == "fr" else raw.replace(",", ""))
-            if value < 100 and not re.search(r"[.,]\d\d$", raw):
-                problems.append(f"slide {k}: amount under 100 without cents {m.group(0)!r}")
-        for shape in slide.shapes:
-            if shape.shape_type == 13:  # picture
-                with Image.open(io.BytesIO(shape.image.blob)) as image:
-                    font = placed_font_pt(image, shape.width / 914400)
-                if font is None:
-                    problems.append(f"slide {k}: a picture that is not a deck figure (no font record)")
-                elif font < 12:
-                    problems.append(f"slide {k}: smallest figure font {font:.1f} pt once placed")
-    return problems
-
-
 def test_the_rules_catch_what_they_forbid(tmp_path):
     from PIL import Image
 
@@ -334,6 +298,17 @@ def test_a_small_font_at_placed_size_is_caught(tmp_path):
     with Image.open(png) as image:
         assert figures.placed_font_pt(image, 8.0) == pytest.approx(9)
         assert figures.placed_font_pt(image, 16.0) == pytest.approx(18)
+
+
+def test_photos_record_their_own_titles_not_hidden_ticks(tmp_path):
+    from PIL import Image
+
+    from brainscan_exp.report import figures
+
+    grey = np.full((32, 32), 128, dtype=np.uint8)
+    png = figures.photos([(grey, grey), (grey, grey)], ("original", "copie"), (5.6, 5.75), tmp_path / "p.png")
+    with Image.open(png) as image:
+        assert figures.placed_font_pt(image, 5.6) == pytest.approx(figures.FONT)
 
 
 def test_decks_follow_the_rules_a_reader_sees(decks):

@@ -18,7 +18,8 @@ from pptx.util import Emu, Inches, Pt
 
 from brainscan_exp.report import figures
 from brainscan_exp.report.facts import Facts
-from brainscan_exp.report.layout import find_overflows, fitting_size, rows_height
+from brainscan_exp.report.layout import fitting_size, rows_height
+from brainscan_exp.report.rules import deck_problems
 from brainscan_exp.report.strings import euros, integer, number, percent, signed, term, text
 
 WIDTH, HEIGHT = Inches(13.333), Inches(7.5)
@@ -146,10 +147,10 @@ class Deck:
     def save(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.prs.save(str(path))
-        overflows = find_overflows(path)
-        if overflows:
+        problems = deck_problems(path, self.lang)
+        if problems:
             path.unlink()
-            raise ValueError("text would overflow its box:\n" + "\n".join(map(str, overflows)))
+            raise ValueError("the deck breaks its reading rules:\n" + "\n".join(problems))
         return path
 
 

@@ -74,10 +74,16 @@ def _plain_log_ticks(axis, lang: str, subs=(1.0, 2.0, 5.0)) -> None:
 def min_font_pt(fig: Figure) -> float:
     """Smallest font size (pt, at the figure's own size) among the visible, non-empty texts."""
     fig.canvas.draw()
+    hidden = set()  # an axis switched off keeps its (undrawn) tick labels and labels
+    for ax in fig.axes:
+        if not ax.axison:
+            for axis in (ax.xaxis, ax.yaxis):
+                hidden.update(id(t) for t in axis.get_ticklabels(which="both"))
+                hidden.update((id(axis.label), id(axis.get_offset_text())))
     sizes = [
         t.get_fontsize()
         for t in fig.findobj(matplotlib.text.Text)
-        if t.get_visible() and t.get_text().strip() and t.get_window_extent().width > 0
+        if t.get_visible() and t.get_text().strip() and t.get_window_extent().width > 0 and id(t) not in hidden
     ]
     return float(min(sizes)) if sizes else float("inf")
 
