@@ -88,6 +88,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--ann-index", default=DEFAULT_ANN[0])
     ap.add_argument("--ann-search", default=DEFAULT_ANN[1])
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--reuse",
+        action="store_true",
+        help="take a stage's result from its log in --work when one is there (same settings assumed)",
+    )
     ap.add_argument("--out", type=Path, default=RESULTS / "bench_scale.json")
     ap.add_argument("--child", nargs=2, metavar=("STAGE", "N"), help=argparse.SUPPRESS)
     return ap.parse_args(argv)
@@ -416,6 +421,12 @@ def run_child(args, stage: str, n: int) -> dict:
     cmd += ["--base-noise", str(args.base_noise), "--base-flip", str(args.base_flip)]
     cmd += ["--ann-index", args.ann_index, "--ann-search", args.ann_search]
     log = args.work / f"{stage}-{n}.log"
+    if args.reuse and log.exists() and "RESULT " in log.read_text():
+        text = log.read_text()
+        result = json.loads(next(line[7:] for line in text.splitlines() if line.startswith("RESULT ")))
+        result |= {"label": "measured", "reused_from_log": True}
+        print(f"  {stage:16s} n={n:>9,}  {result['seconds']:8.1f} s  {result['peak_rss_mb']:8.0f} MiB (log)")
+        return result
     t0 = time.perf_counter()
     with open(log, "w") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT)
