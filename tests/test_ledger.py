@@ -8,6 +8,7 @@ import os
 import pandas as pd
 import pytest
 
+from brainscan_exp.data.errors import AnswerFileError
 from brainscan_exp.review.answers import read_answers
 from brainscan_exp.review.ledger import COLUMNS, ExpertLedger, LedgerError, resolve
 
@@ -74,13 +75,15 @@ def test_unknown_files_stop_the_import_with_the_list_and_write_nothing(ledger):
     ledger.append(answers((0, "cancer")), FILES, "a.csv")
     before = ledger.path.read_bytes()
     bad = pd.concat([answers((1, "normal")), pd.DataFrame({"file": ["sans_label/ghost.jpg"], "label": ["cancer"]})])
-    with pytest.raises(LedgerError, match=r"(?s)1 answer\(s\) in bad.csv name files.*sans_label/ghost.jpg.*Nothing"):
+    with pytest.raises(
+        AnswerFileError, match=r"(?s)1 answer\(s\) in bad.csv name files.*sans_label/ghost.jpg.*nothing was imported"
+    ):
         ledger.append(bad, FILES, "bad.csv")
     assert ledger.path.read_bytes() == before
 
 
 def test_a_label_outside_the_vocabulary_stops_the_import(ledger):
-    with pytest.raises(LedgerError, match=r"(?s)label outside cancer/normal/unreadable.*img_1.jpg: 'tumour'"):
+    with pytest.raises(AnswerFileError, match=r"(?s)label outside cancer/normal/unreadable.*img_1.jpg: 'tumour'"):
         ledger.append(answers((0, "cancer"), (1, "tumour")), FILES, "bad.csv")
     assert not ledger.path.exists()
 
@@ -144,9 +147,9 @@ def test_answer_files_csv_and_label_studio_json(tmp_path):
     assert read_answers(csv)[["file", "label"]].values.tolist() == [["sans_label/img_0.jpg", "cancer"]]
     broken = tmp_path / "export.json"
     broken.write_text('[{"data": {"file": "x"},\n "annotations": [}]')
-    with pytest.raises(LedgerError, match="export.json line 2: not valid JSON"):
+    with pytest.raises(AnswerFileError, match="export.json line 2: not valid JSON"):
         read_answers(broken)
-    with pytest.raises(LedgerError, match=r"\.json\) or a CSV"):
+    with pytest.raises(AnswerFileError, match=r"\.json\) or a CSV"):
         read_answers(tmp_path / "answers.txt") if (tmp_path / "answers.txt").write_text("x") else None
-    with pytest.raises(LedgerError, match="no column label"):
+    with pytest.raises(AnswerFileError, match="no column label"):
         ExpertLedger(tmp_path / "l.csv").append(pd.DataFrame({"file": ["sans_label/img_0.jpg"]}), FILES, "x.csv")

@@ -12,7 +12,8 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import open_dict
 
-from brainscan_exp.review.ledger import ExpertLedger, LedgerError
+from brainscan_exp.data.errors import AnswerFileError
+from brainscan_exp.review.ledger import ExpertLedger
 from brainscan_exp.stages import import_labels, predict, review, review_benchmark
 
 
@@ -97,11 +98,11 @@ def test_import_of_a_bad_answer_file_names_the_files_and_leaves_the_ledger(train
     bad = tmp_path / "answers.csv"
     bad.write_text("file,label\nsans_label/img_0000.jpg,cancer\nsans_label/nope.jpg,normal\n")
     cfg = train_cfg("task=import_labels", f"review.answers={bad}", *overrides(tmp_path))
-    with pytest.raises(LedgerError, match=r"(?s)sans_label/nope.jpg.*Nothing was imported"):
+    with pytest.raises(AnswerFileError, match=r"(?s)sans_label/nope.jpg.*nothing was imported"):
         import_labels.run(cfg)
     assert not ledger_path.exists()
     cfg = train_cfg("task=import_labels", *overrides(tmp_path))
-    with pytest.raises(LedgerError, match="needs review.answers=PATH"):
+    with pytest.raises(AnswerFileError, match="no answers to import"):
         import_labels.run(cfg)
 
 

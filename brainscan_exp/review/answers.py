@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from brainscan_exp.data.errors import AnswerFileError
 from brainscan_exp.review.label_studio import answers_from_export
-from brainscan_exp.review.ledger import LedgerError
 
 
 def answers_from_tasks(tasks: list[dict], source: str) -> pd.DataFrame:
@@ -34,27 +34,29 @@ def read_answers(path: str | Path) -> pd.DataFrame:
     """The answers in ``path`` (``.json``: Label Studio export; ``.csv``: file,label[,reader,...])."""
     path = Path(path).expanduser()
     if not path.exists():
-        raise LedgerError(f"answer file {path} does not exist: give review.answers=PATH of the export or CSV.")
+        raise AnswerFileError(f"answer file {path} does not exist: give review.answers=PATH of the export or CSV.")
     suffix = path.suffix.lower()
     if suffix == ".json":
         try:
             tasks = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
-            raise LedgerError(
+            raise AnswerFileError(
                 f"{path} line {exc.lineno}: not valid JSON ({exc.msg}). Export the project again from Label "
                 "Studio (Export -> JSON) and import that file; nothing was imported."
             ) from None
         if not isinstance(tasks, list):
-            raise LedgerError(f"{path}: expected Label Studio's JSON export (a list of tasks); nothing was imported.")
+            raise AnswerFileError(
+                f"{path}: expected Label Studio's JSON export (a list of tasks); nothing was imported."
+            )
         try:
             return answers_from_tasks(tasks, str(path))
         except ValueError as exc:
-            raise LedgerError(f"{path}: {exc}; nothing was imported.") from None
+            raise AnswerFileError(f"{path}: {exc}; nothing was imported.") from None
     if suffix == ".csv":
         try:
             return pd.read_csv(path, dtype=str, keep_default_na=False)
         except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-            raise LedgerError(f"{path}: not a readable CSV ({exc}); nothing was imported.") from None
-    raise LedgerError(
+            raise AnswerFileError(f"{path}: not a readable CSV ({exc}); nothing was imported.") from None
+    raise AnswerFileError(
         f"{path}: answer files are Label Studio's JSON export (.json) or a CSV with columns file,label (.csv)."
     )

@@ -28,23 +28,16 @@ from pathlib import Path
 import pandas as pd
 
 from brainscan_exp.artefacts import atomic_write
-from brainscan_exp.data.errors import DatasetError
+from brainscan_exp.data.errors import AnswerFileError, InputError
 
 LABELS = ("cancer", "normal", "unreadable")
 COLUMNS = ["file", "pixel_hash", "label", "reader", "read_at", "source", "round", "reason"]
 AUDIT = "audit"  # the queue's reason for its random share: the unbiased sample of the unread pool
 SAFETY = "safety"  # the queue's safety net: reads that check the model's normal calls, not teach it
-MAX_LISTED = 20
 
 
-class LedgerError(DatasetError):
-    """The ledger file is broken, or an answer file cannot be imported; nothing was written."""
-
-
-def _listing(items: list[str]) -> str:
-    shown = "\n".join(f"  {item}" for item in items[:MAX_LISTED])
-    more = f"\n  ... and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else ""
-    return shown + more
+class LedgerError(InputError):
+    """The ledger file is broken; nothing was written."""
 
 
 @dataclass(frozen=True)
@@ -92,23 +85,24 @@ class ExpertLedger:
     ) -> ImportReport:
         """Validate ``answers`` (``file``, ``label``; optional ``reader``, ``read_at``, ``reason``,
         ``round``) against the dataset's ``files`` (``file``, ``pixel_hash``) and add the new ones.
-        Raises :class:`LedgerError` (nothing written) on unknown files or labels."""
+        Raises :class:`AnswerFileError` (nothing written) on unknown files or labels."""
         answers = normalise_answers(answers, source)
         by_file = dict(zip(files.file, files.pixel_hash))
         unknown = sorted(set(answers.file) - set(by_file))
         if unknown:
-            raise LedgerError(
-                f"{len(unknown)} answer(s) in {source} name files that are not in the dataset:\n{_listing(unknown)}\n"
-                "Nothing was imported. Answers must name files relative to the dataset root, as in "
+            raise AnswerFileError(
+                f"{len(unknown)} answer(s) in {source} name files that are not in the dataset:",
+                unknown,
+                "nothing was imported. Answers must name files relative to the dataset root, as in "
                 "review_queue.csv (e.g. sans_label/xyz.jpg); check that dataset.root is the folder the "
-                "queue was made for."
+                "queue was made for.",
             )
         bad = answers[~answers.label.isin(LABELS)]
         if len(bad):
-            rows = [f"{f}: {lab!r}" for f, lab in bad[["file", "label"]].itertuples(index=False)]
-            raise LedgerError(
-                f"{len(bad)} answer(s) in {source} have a label outside {'/'.join(LABELS)}:\n{_listing(rows)}\n"
-                "Nothing was imported. Correct these labels in the answer file and import it again."
+            raise AnswerFileError(
+                f"{len(bad)} answer(s) in {source} have a label outside {'/'.join(LABELS)}:",
+                [f"{f}: {lab!r}" for f, lab in bad[["file", "label"]].itertuples(index=False)],
+                "nothing was imported. Correct these labels in the answer file and import it again.",
             )
         with self._locked():
             old = self.read()
@@ -137,9 +131,9 @@ def normalise_answers(answers: pd.DataFrame, source: str) -> pd.DataFrame:
     """``file`` and ``label`` required; labels compared lower-case without surrounding blanks."""
     missing = {"file", "label"} - set(answers.columns)
     if missing:
-        raise LedgerError(
-            f"{source} has no column {', '.join(sorted(missing))}: an answer file is Label Studio's JSON "
-            "export or a CSV with the columns file,label (optional: reader, read_at)."
+        raise AnswerFileError(
+            f"{source} has no column {', '.join(sorted(missing))}.",
+            fix="give Label Studio's JSON export or a CSV with the columns file,label (optional: reader, read_at).",
         )
     out = pd.DataFrame(
         {
@@ -202,26 +196,30 @@ def _rows(frame: pd.DataFrame) -> str:
 
 def _parse(text: str, path: Path) -> pd.DataFrame:
     """Line-by-line validation, so that a hand edit is reported where it is."""
-    hint = f"Fix that line of {path} by hand (or restore the file from its backup); the ledger is never rewritten."
+    hint = f"fix that line of {path} by hand (or restore the file from its backup); the ledger is never rewritten."
     reader = csv.reader(io.StringIO(text))
     header = next(reader, None)
     if header != COLUMNS:
-        raise LedgerError(f"{path} line 1: the header is {header}, expected {','.join(COLUMNS)}. {hint}")
+        raise LedgerError(f"{path} line 1: the header is {header}, expected {','.join(COLUMNS)}.", fix=hint)
     rows = []
     for row in reader:
         line = reader.line_num
         if not row:
             continue
         if len(row) != len(COLUMNS):
-            raise LedgerError(f"{path} line {line}: {len(row)} fields, expected {len(COLUMNS)}. {hint}")
+            raise LedgerError(f"{path} line {line}: {len(row)} fields, expected {len(COLUMNS)}.", fix=hint)
         record = dict(zip(COLUMNS, row))
         if record["label"] not in LABELS:
-            raise LedgerError(f"{path} line {line}: label {record['label']!r} is not one of {'/'.join(LABELS)}. {hint}")
+            raise LedgerError(
+                f"{path} line {line}: label {record['label']!r} is not one of {'/'.join(LABELS)}.", fix=hint
+            )
         if not record["file"] or not record["pixel_hash"]:
-            raise LedgerError(f"{path} line {line}: file and pixel_hash must not be empty. {hint}")
+            raise LedgerError(f"{path} line {line}: file and pixel_hash must not be empty.", fix=hint)
         try:
             record["round"] = int(record["round"])
         except ValueError:
-            raise LedgerError(f"{path} line {line}: round {record['round']!r} is not a whole number. {hint}") from None
+            raise LedgerError(
+                f"{path} line {line}: round {record['round']!r} is not a whole number.", fix=hint
+            ) from None
         rows.append(record)
     return pd.DataFrame(rows, columns=COLUMNS).astype({"round": int})

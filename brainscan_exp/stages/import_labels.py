@@ -12,9 +12,9 @@ import logging
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from brainscan_exp.data.errors import AnswerFileError
 from brainscan_exp.review import label_studio
 from brainscan_exp.review.answers import answers_from_tasks, read_answers
-from brainscan_exp.review.ledger import LedgerError
 from brainscan_exp.stages.common import open_run
 from brainscan_exp.stages.predict import ledger_of
 
@@ -31,9 +31,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
         source = f"label_studio:{r.label_studio.url}/projects/{project}"
         answers = answers_from_tasks(client.export(project), source)
     else:
-        raise LedgerError(
-            "task=import_labels needs review.answers=PATH (Label Studio JSON export or CSV file,label) "
-            "or review.label_studio.url=URL (with review.label_studio.token or LABEL_STUDIO_TOKEN)."
+        raise AnswerFileError(
+            "task=import_labels has no answers to import.",
+            fix="give review.answers=PATH (Label Studio JSON export or CSV file,label) or "
+            "review.label_studio.url=URL (with review.label_studio.token or LABEL_STUDIO_TOKEN).",
         )
     catalogue = instantiate(cfg.dataset)
     ledger = ledger_of(cfg)
