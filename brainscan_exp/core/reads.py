@@ -86,15 +86,13 @@ class DeliveredError:
     method: str  # audit | model
 
     def line(self) -> str:
-        how = (
-            f"from {self.n_audit} audit reads"
-            if self.method == "audit"
-            else "from the model's pool estimate (no audit)"
-        )
+        if self.method == "audit":
+            rate = f"{self.rate:.1%} (90% interval {self.rate_low:.1%}-{self.rate_high:.1%}, from {self.n_audit} audit reads)"
+        else:
+            rate = f"{self.rate:.1%} (the model's own expectation: no audit read yet, so no interval)"
         return (
-            f"estimated delivered-label error: {self.rate:.1%} [{self.rate_low:.1%}, {self.rate_high:.1%}] "
-            f"({self.missed:.1f} missed tumours, {self.false_alarms:.1f} false alarms among {self.n_auto} "
-            f"auto-labelled of {self.n_delivered}; {how})"
+            f"estimated delivered-label error: {rate}; {self.missed:.1f} missed tumours and "
+            f"{self.false_alarms:.1f} false alarms expected among the {self.n_auto} images the model labels"
         )
 
 

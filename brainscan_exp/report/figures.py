@@ -253,15 +253,15 @@ def cost_bars(options: list[dict], budget: float, lang: str, size, path: Path) -
 
 
 def review_bars(rows: pd.DataFrame, lang: str, size, path: Path) -> Path:
-    """Missed tumours per scenario, today's one-shot review against the loop."""
+    """Wrong delivered labels (%) per scenario, today's one-shot review against the loop."""
     rows = rows.reset_index(drop=True)
     y = np.arange(len(rows))[::-1]
     h = 0.38
     with matplotlib.rc_context(RC):
         fig = _figure(size)
         ax = fig.subplots()
-        ax.barh(y + h / 2, rows.missed_before, h, color=GREY, label=text(lang, "review_before"))
-        ax.barh(y - h / 2, rows.missed_after, h, color=BLUE, label=text(lang, "review_after"))
+        ax.barh(y + h / 2, 100 * rows.error_rate_before, h, color=GREY, label=text(lang, "review_before"))
+        ax.barh(y - h / 2, 100 * rows.error_rate_after, h, color=BLUE, label=text(lang, "review_after"))
         ax.set_yticks(y, [term(lang, s) for s in rows.scenario])
         ax.set_xlabel(text(lang, "review_ylabel"))
         ax.legend(loc="lower right")
