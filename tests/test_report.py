@@ -353,7 +353,7 @@ def test_the_300_euro_slide_reads_the_review_benchmark_and_is_left_out_without_i
     from brainscan_exp.stages import report
 
     fr = _slides(decks["fr"])
-    assert not any("300\u00a0€ de lecture ramènent" in body for body, _, _ in fr)
+    assert not any("la boucle de relecture ramène" in body for body, _, _ in fr)
     assert "Mesure en cours" in fr[1][0]
     results = tmp_path / "results"
     shutil.copytree(store["results"], results)
@@ -364,7 +364,7 @@ def test_the_300_euro_slide_reads_the_review_benchmark_and_is_left_out_without_i
     path = store["tmp"] / "with_review" / "brainscan_fr.pptx"
     slides = _slides(path)
     assert len(slides) == len(fr) + 1
-    page = next(k for k, (body, _, _) in enumerate(slides, start=1) if "300\u00a0€ de lecture ramènent" in body)
+    page = next(k for k, (body, _, _) in enumerate(slides, start=1) if "la boucle de relecture ramène" in body)
     body, notes, has_picture = slides[page - 1]
     before, after = percent(0.05, "fr", 1), percent(0.03, "fr", 1)  # mean wrong labels: one-shot -> loop
     assert f"de {before} à {after}" in body and has_picture and "scripts/results/review_benchmark.json" in notes

@@ -215,16 +215,20 @@ def _dataset_name(name: str, lang: str) -> str:
 
 
 def _review_numbers(review, lang: str) -> dict[str, str]:
-    """The review benchmark's headline numbers, formatted: mean wrong-label rate over the
-    scenarios, today's one-shot review -> the loop, and the loop's worst-case missed tumours."""
+    """The review benchmark's headline numbers, formatted: mean wrong-label rate on the pools of
+    the brief's size (at least half the largest pool) and on the smaller ones, today's one-shot
+    review -> the loop, and the worst-case missed tumours of each."""
     rows, chosen = review.tables["scenarios"], review.values
-    before = rows.error_rate_before.mean() if len(rows) else math.nan
-    after = rows.error_rate_after.mean() if len(rows) else math.nan
-    missed = chosen.get("worst_missed_after", rows.missed_after.max() if len(rows) else math.nan)
+    large = rows.n_pool >= 0.5 * rows.n_pool.max() if len(rows) else rows.n_pool.astype(bool)
+    big, small = rows[large], rows[~large]
     return {
-        "before": percent(before, lang, 1),
-        "after": percent(after, lang, 1),
-        "missed_after": integer(missed, lang),
+        "before": percent(big.error_rate_before.mean() if len(big) else math.nan, lang, 1),
+        "after": percent(big.error_rate_after.mean() if len(big) else math.nan, lang, 1),
+        "small_before": percent(small.error_rate_before.mean() if len(small) else math.nan, lang, 1),
+        "small_after": percent(small.error_rate_after.mean() if len(small) else math.nan, lang, 1),
+        "small_n": integer(small.n_pool.max() if len(small) else math.nan, lang),
+        "missed_before": integer(rows.missed_before.max() if len(rows) else math.nan, lang),
+        "missed_after": integer(chosen.get("worst_missed_after", rows.missed_after.max()), lang),
     }
 
 
@@ -564,8 +568,10 @@ def build(facts: Facts, lang: str, settings: dict, out: Path) -> Path:
         rows, chosen = review.tables["scenarios"], review.values
         n_reads = rows.n_reads.max() if "n_reads" in rows and len(rows) else math.nan
         covered = int(rows.estimate_covered.astype(bool).sum()) if "estimate_covered" in rows else 0
+        numbers = _review_numbers(review, L)
+        small = (rows.n_pool < 0.5 * rows.n_pool.max()).any() if len(rows) else False
         deck.next("review").figure(
-            text(L, "review_title_finding", **_review_numbers(review, L)),
+            text(L, "review_title_finding", **numbers),
             figures.review_bars(rows, L, FIG_SIZE, fig_dir / "review.png"),
             [
                 text(
@@ -575,18 +581,8 @@ def build(facts: Facts, lang: str, settings: dict, out: Path) -> Path:
                     batch=integer(chosen.get("batch_size", math.nan), L),
                     audit=percent(chosen.get("audit_share", math.nan), L, 0),
                 ),
-                text(
-                    L,
-                    "review_2",
-                    worst_missed=integer(chosen.get("worst_missed_after", math.nan), L),
-                    worst_error=percent(chosen.get("worst_error_rate_after", math.nan), L, 1),
-                ),
-                text(
-                    L,
-                    "review_3",
-                    missed_before=integer(rows.missed_before.max(), L),
-                    err_before=percent(rows.error_rate_before.max(), L, 1),
-                ),
+                text(L, "review_2", **numbers),
+                *([text(L, "review_3", **numbers)] if small else []),
                 text(L, "review_4", covered=covered, n=len(rows)),
             ],
             review.cites,

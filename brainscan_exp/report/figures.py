@@ -264,6 +264,6 @@ def review_bars(rows: pd.DataFrame, lang: str, size, path: Path) -> Path:
         ax.barh(y - h / 2, 100 * rows.error_rate_after, h, color=BLUE, label=text(lang, "review_after"))
         ax.set_yticks(y, [term(lang, s) for s in rows.scenario])
         ax.set_xlabel(text(lang, "review_ylabel"))
-        ax.legend(loc="lower right")
+        ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=1, frameon=False)  # above: no bar hidden
         ax.grid(axis="x", alpha=0.3)
         return _save(localise(fig, lang), path)

@@ -76,13 +76,13 @@ def worst_cases(table: pd.DataFrame) -> pd.DataFrame:
     ).reset_index(drop=True)
 
 
-def before_after(table: pd.DataFrame) -> pd.DataFrame:
-    """Each candidate's row beside its scenario's one-shot row: what the loop changes."""
-    before = table[table.strategy == ONE_SHOT].set_index("scenario")
+def before_after(table: pd.DataFrame, today: float) -> pd.DataFrame:
+    """Each candidate's row beside its scenario's one-shot row at ``today``'s sensitivity target
+    (what predict delivered before the loop): what the loop changes."""
+    before = table[(table.strategy == ONE_SHOT) & (table.delivery_sensitivity == today)].set_index("scenario")
     after = table[table.strategy != ONE_SHOT]
     out = after[[*CANDIDATE, "scenario", "n_pool", "n_reads"]].copy()
-    before = before.set_index("delivery_sensitivity", append=True)
-    keys = pd.MultiIndex.from_arrays([after.scenario, after.delivery_sensitivity])
+    keys = after.scenario
     for col in ("missed", "false_alarms", "error_rate", "auc_unread", "normals_auto_share"):
         out[f"{col}_before"] = before[col].reindex(keys).to_numpy()
         out[f"{col}_after"] = after[col].to_numpy()
@@ -258,7 +258,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
             "chosen": chosen,
             "one_shot": {k: (v.item() if hasattr(v, "item") else v) for k, v in before.items()},
             "worst_cases": worst.to_dict(orient="records"),
-            "table": before_after(table).replace({np.nan: None}).to_dict(orient="records"),
+            "table": before_after(table, float(cfg.target_sensitivity))
+            .replace({np.nan: None})
+            .to_dict(orient="records"),
             "rows": table.replace({np.nan: None}).to_dict(orient="records"),
             "mlflow_run_id": parent.run_id,
         }
