@@ -169,15 +169,7 @@ def simulate(
         while (left := n_budget - len(ledger.read())) > 0:
             if rounds:
                 fitted = fit_round(pipe, scenario.labelled, scenario.pool, ledger.read())
-            pred = fitted.prediction
-            view = PoolView(
-                pred.p_pool,
-                pred.threshold,
-                pred.estimate.posterior,
-                pred.committee(fitted.X_unread),
-                fitted.X_unread,
-                fitted.X_train,
-            )
+            view = PoolView.of(fitted.prediction, fitted.X_unread, fitted.X_train)
             answerable = ~fitted.unread.file.isin(truth.index).to_numpy()  # the reader knows only the truth's images
             idx, reasons = choose_reads(
                 strategy,

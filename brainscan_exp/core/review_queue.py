@@ -47,6 +47,18 @@ class PoolView:
     X: np.ndarray  # pool embedding
     X_known: np.ndarray  # labelled + already read images' embedding
 
+    @classmethod
+    def of(cls, prediction, X: np.ndarray, X_known: np.ndarray) -> PoolView:
+        """The view of a fitted predict pipeline (:class:`~brainscan_exp.core.predict.PoolPrediction`)."""
+        return cls(
+            prediction.p_pool,
+            prediction.threshold,
+            prediction.estimate.posterior,
+            prediction.committee(X),
+            X,
+            X_known,
+        )
+
 
 def _ranked(score: np.ndarray, allowed: np.ndarray, n: int) -> np.ndarray:
     """The ``n`` allowed indices with the highest score (stable order on ties)."""

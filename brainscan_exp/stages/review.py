@@ -37,14 +37,7 @@ def next_batch(
     round_ = int(fit.ledger_rows["round"].max()) + 1 if len(fit.ledger_rows) else 1
     status = fit.status_of(pool.pixel_hash)
     adjudicate = np.flatnonzero(status == "conflict")[:n]
-    view = PoolView(
-        prediction.p_pool,
-        prediction.threshold,
-        prediction.estimate.posterior,
-        prediction.committee(fit.X_pool),
-        fit.X_pool,
-        fit.X_train,
-    )
+    view = PoolView.of(prediction, fit.X_pool, fit.X_train)
     idx, reasons = choose_reads(
         strategy,
         view,
