@@ -113,14 +113,15 @@ def fit_pool(cfg: DictConfig, prep: Prepared, target_sensitivity: float | None =
     X_train, (X_pool, X_copies) = whiten_with(
         prep.X(train), prep.X(pool), prep.X(unlabelled[unlabelled.copy_of != ""]), cfg.embedding.whiten
     )
+    regime = estimator_of(cfg)
     prediction = predict_pool(
-        estimator_of(cfg).estimator,
+        regime.estimator,
         X_train,
         train.label.to_numpy(),
         X_pool,
         replace(operating_point(cfg), target_sensitivity=float(target_sensitivity or cfg.target_sensitivity)),
         train.group.to_numpy(),
-        estimator_of(cfg).semi_supervised,
+        regime.semi_supervised,
         calibration_mask(train),
     )
     if len(rows):
