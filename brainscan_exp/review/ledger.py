@@ -76,9 +76,10 @@ class ExpertLedger:
 
     def read(self) -> pd.DataFrame:
         """Every row, validated line by line (an empty frame when the file does not exist yet)."""
-        if not self.path.exists():
-            return pd.DataFrame({c: pd.Series(dtype=int if c == "round" else str) for c in COLUMNS})
-        return _parse(self.path.read_text(encoding="utf-8"), self.path)
+        return _parse(self._text(), self.path)
+
+    def _text(self) -> str:
+        return self.path.read_text(encoding="utf-8") if self.path.exists() else _header()
 
     def append(
         self, answers: pd.DataFrame, files: pd.DataFrame, source: str, round_: int | None = None
@@ -105,7 +106,8 @@ class ExpertLedger:
                 "nothing was imported. Correct these labels in the answer file and import it again.",
             )
         with self._locked():
-            old = self.read()
+            text = self._text()  # read once: parsed for the checks, then appended to
+            old = _parse(text, self.path)
             answers = answers.assign(pixel_hash=answers.file.map(by_file))
             if round_ is None:
                 round_ = int(old["round"].max()) + 1 if len(old) else 1
@@ -117,7 +119,6 @@ class ExpertLedger:
             n_known = len(answers) - len(fresh)
             if len(fresh):
                 merged = pd.concat([old, fresh[COLUMNS]], ignore_index=True)
-                text = self.path.read_text(encoding="utf-8") if self.path.exists() else _header()
                 text += "" if text.endswith("\n") else "\n"  # a hand edit may have dropped the last newline
                 atomic_write(self.path, lambda tmp: tmp.write_text(text + _rows(fresh[COLUMNS]), encoding="utf-8"))
             else:

@@ -75,11 +75,12 @@ def run(cfg: DictConfig) -> dict[str, float]:
         (out_dir / "label_studio_config.xml").write_text(label_studio.label_config_xml())
         for name in ("review_queue.csv", "label_studio_tasks.json", "label_studio_config.xml"):
             tracker.log_artifact(out_dir / name, "review")
+        round_ = int(queue["round"].iloc[0]) if len(queue) else 0
         metrics = {
             "review/reads_used": float(len(fit.ledger_rows)),
             "review/reads_left": float(fit.reads_left),
             "review/batch": float(len(queue)),
-            "review/round": float(queue["round"].iloc[0]) if len(queue) else 0.0,
+            "review/round": float(round_),
             "operating_threshold": fit.prediction.threshold,
         }
         tracker.log_metrics(metrics)
@@ -88,7 +89,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         else:
             log.info(
                 "review round %d: %d images queued (%s) in %s; %d reads left after it",
-                int(queue["round"].iloc[0]) if len(queue) else 0,
+                round_,
                 len(queue),
                 ", ".join(f"{k} {v}" for k, v in queue.reason.value_counts().items()),
                 out_dir / "review_queue.csv",

@@ -33,7 +33,7 @@ from brainscan_exp.core.review_loop import Pipeline, fit_round, one_shot, simula
 from brainscan_exp.data.loader import load_dataset
 from brainscan_exp.features.vectors import VectorTable
 from brainscan_exp.stages.common import log_config, open_run, output_dir, with_near_copies
-from brainscan_exp.stages.generalization import cross_dataset_scenarios, dataset_scenarios
+from brainscan_exp.stages.generalization import choose, cross_dataset_scenarios, dataset_scenarios
 from brainscan_exp.stages.predict import estimator_of, operating_point
 
 log = logging.getLogger(__name__)
@@ -171,6 +171,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         )
         rate = reads_for_budget(cfg.review.budget_eur, cfg.review.cost_per_read_eur) / b.budget_pool_size
         grid = list(product(b.strategies, b.final_strategies, b.batch_sizes, b.audit_shares))
+        targets = [float(t) for t in b.delivery_sensitivities]
         rows = []
         for name, sc in scenarios.items():
             n_budget = max(1, int(round(rate * len(sc.pool))))
@@ -178,6 +179,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
                 {
                     "scenario": (name, sorted(sc.labelled.file), sorted(sc.pool.file)),
                     "grid": grid,
+                    "delivery_sensitivities": targets,
                     "budget": n_budget,
                     "cfg": OmegaConf.to_container(cfg.regime, resolve=True) | {"op": str(pipe.op), "seed": cfg.seed},
                     "features": store_keys,
@@ -204,7 +206,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
                     "rounds": 0,
                 }
                 | row
-                for row in one_shot(pipe, first, truth, n_budget, b.delivery_sensitivities)
+                for row in one_shot(pipe, first, truth, n_budget, targets)
             ]
             # batches scale with the pool like the budget (the same number of rounds everywhere); a
             # final strategy only differs from none when there is more than one round
@@ -214,7 +216,6 @@ def run(cfg: DictConfig) -> dict[str, float]:
                 for s, f, bs, a in grid
                 if not f or (f != s and max(1, round(int(bs) * scale)) < n_budget)
             ]
-            targets = [float(t) for t in b.delivery_sensitivities]
             results = Parallel(n_jobs=int(b.n_jobs))(
                 delayed(simulate)(pipe, sc, s, f or None, batch, a, n_budget, first, cfg.seed, None, targets)
                 for s, f, _, batch, a in cells
@@ -234,12 +235,12 @@ def run(cfg: DictConfig) -> dict[str, float]:
             )
         table = pd.concat(rows, ignore_index=True)
         worst = worst_cases(table)
-        candidates = worst[worst.strategy != ONE_SHOT]
-        chosen = {k: (v.item() if hasattr(v, "item") else v) for k, v in candidates.iloc[0].items()}
+        chosen = choose(worst[worst.strategy != ONE_SHOT])
         chosen |= {"worst_missed_after": chosen["worst_missed"], "worst_error_rate_after": chosen["worst_error_rate"]}
-        before = worst[worst.strategy == ONE_SHOT].iloc[0].to_dict()
+        before = choose(worst[worst.strategy == ONE_SHOT])  # the old behaviour's best setting
+        markdown = to_markdown(table, worst, chosen, command)
         table.to_csv(out_dir / "review_benchmark.csv", index=False)
-        (out_dir / "review_benchmark.md").write_text(to_markdown(table, worst, chosen, command))
+        (out_dir / "review_benchmark.md").write_text(markdown)
         for name in ("review_benchmark.csv", "review_benchmark.md"):
             parent.log_artifact(out_dir / name)
         seconds = time.perf_counter() - start
@@ -256,7 +257,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
             "command": command,
             "seconds": round(seconds, 1),
             "chosen": chosen,
-            "one_shot": {k: (v.item() if hasattr(v, "item") else v) for k, v in before.items()},
+            "one_shot": before,
             "worst_cases": worst.to_dict(orient="records"),
             "table": before_after(table, float(cfg.target_sensitivity))
             .replace({np.nan: None})
@@ -267,7 +268,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         if b.get("results_json"):
             for suffix, text in (
                 (".json", json.dumps(result, indent=1, default=str)),
-                (".md", to_markdown(table, worst, chosen, command)),
+                (".md", markdown),
             ):
                 path = Path(b.results_json).with_suffix(suffix)
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -282,5 +283,5 @@ def run(cfg: DictConfig) -> dict[str, float]:
             100 * before["worst_error_rate"],
             seconds,
         )
-        print((out_dir / "review_benchmark.md").read_text())
+        print(markdown)
         return metrics
