@@ -376,7 +376,8 @@ def test_ann_neighbours_match_exact_on_clustered_vectors():
     centres = rng.normal(size=(300, 32)).astype(np.float32)
     X = np.concatenate([centres, centres + 0.05 * rng.normal(size=centres.shape).astype(np.float32)])
     exact = embedding_candidates(X, 3, 0.1, index="exact")
-    for index, params in [("HNSW32", "efSearch=64"), ("IVF16,Flat", "nprobe=4")]:
+    # a PCA prefix centres and projects: its inner products are not cosines, the kept pairs' are
+    for index, params in [("HNSW32", "efSearch=64"), ("IVF16,Flat", "nprobe=4"), ("PCA16,IVF16,Flat", "nprobe=4")]:
         approx = embedding_candidates(X, 3, 0.1, index=index, search_params=params, chunk_size=128)
         merged = exact.merge(approx, on=["i", "j"], how="left", suffixes=("", "_ann"))
         assert merged.cosine_ann.notna().mean() >= 0.95, index

@@ -96,3 +96,30 @@ def test_features_on_ray_give_the_local_vectors_on_the_brief(tmp_path):
     assert len(local) == 1410 and on_ray.keys() == local.keys()
     rel = max(np.linalg.norm(on_ray[h] - local[h]) / np.linalg.norm(local[h]) for h in local)
     assert rel < 1e-4, rel
+
+
+def test_predict_on_ray_gives_the_local_predictions_on_the_brief(tmp_path):
+    """``experiment=predict predict.engine=ray`` on the brief: the pool scored by a local Ray's
+    actors (started and stopped by the run, each mapping the store's .npy) gives the local run's
+    predictions.csv, score for score."""
+    import numpy as np
+    import pandas as pd
+    import ray
+    from conftest import compose_train
+
+    from brainscan_exp.stages.predict import run
+
+    def predictions(name: str, *extra: str) -> pd.DataFrame:
+        cfg = compose_train(
+            ["experiment=predict", "dataset=oc", f"dataset.root={BRIEF}", "features.progress=false", *extra],
+            tmp_path / name,
+            tmp_path / "cache",
+        )
+        run(cfg)
+        return pd.read_csv(f"{cfg.paths.output_dir}/predictions.csv")
+
+    local, on_ray = predictions("local"), predictions("ray", "predict.engine=ray", "predict.ray_actors=2")
+    assert not ray.is_initialized(), "the run's own Ray is shut down"
+    assert len(local) == 1406 and (on_ray.file == local.file).all()
+    np.testing.assert_allclose(on_ray.p_cancer, local.p_cancer, rtol=1e-9)
+    assert (on_ray.triage == local.triage).all() and (on_ray.label_pred == local.label_pred).all()

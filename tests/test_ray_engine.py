@@ -142,3 +142,27 @@ def test_features_task_on_ray_gives_the_local_vectors(train_cfg, tmp_path):
     assert rel < 1e-4, rel
     shards = list((tmp_path / "ray").glob("*/shard-*.parquet"))
     assert len(shards) >= len(local) // 16  # one committed shard per Ray result batch
+
+
+def test_pool_scores_on_ray_equal_the_local_chunks(tmp_path, running_ray):
+    """``predict.engine=ray``: actors map the store's .npy (rows in any order) or share one
+    object-store copy of an in-memory pool, and return the local pass's scores, every model's."""
+    from sklearn.linear_model import LogisticRegression
+
+    from brainscan_exp.core.ray_scores import PoolScorer
+    from brainscan_exp.features.vectors import RowView
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1000, 12)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    models = [LogisticRegression(C=c).fit(X[k::4], y[k::4]) for k, c in enumerate((0.1, 1.0, 10.0))]
+    np.save(tmp_path / "pool.npy", X)
+    lazy = RowView(np.load(tmp_path / "pool.npy", mmap_mode="r"), rng.permutation(1000))
+    local = PoolScorer(chunk_size=100)
+    on_ray = PoolScorer("ray", chunk_size=100, ray_actors=2, ray_rows_per_task=300)
+    for pool in (lazy, X[::2]):
+        mean, each = on_ray(pool, models)
+        want_mean, want_each = local(pool, models)
+        np.testing.assert_array_equal(each, want_each)
+        np.testing.assert_allclose(mean, want_mean, rtol=1e-12)
+    assert ray.is_initialized(), "a Ray the caller started is left running"

@@ -25,6 +25,7 @@ from brainscan_exp.core.calibrate import (
     operating_threshold,
     triage,
 )
+from brainscan_exp.core.stream import model_scores
 
 CLASS_NAMES = ("normal", "cancer")
 
@@ -54,10 +55,13 @@ class PoolPrediction:
     expected: dict[str, float] = field(default_factory=dict)  # expected pool sensitivity, specificity, intervals
     models: list = field(default_factory=list, repr=False)  # the inner models whose mean is p_pool
     p_oof: np.ndarray | None = None  # out-of-fold score of every training image (calibrating or not)
+    pool_committee: np.ndarray | None = field(default=None, repr=False)  # (n_models, n_pool) float32
 
     def committee(self, X: np.ndarray) -> np.ndarray:
         """(n_models, n) P(cancer) of each inner model: their disagreement is a review signal."""
-        return np.stack([m.predict_proba(X)[:, 1] for m in self.models]) if len(X) else np.zeros((len(self.models), 0))
+        if not len(X):
+            return np.zeros((len(self.models), 0))
+        return model_scores(X, self.models)[1]
 
     def score(self, X: np.ndarray) -> np.ndarray:
         """P(cancer) of other images (e.g. copies of labelled ones) from the same inner models."""
@@ -86,6 +90,19 @@ def inner_folds(y: np.ndarray, groups: np.ndarray | None, n_splits: int, n_repea
             yield r, train, test
 
 
+SEMI_POOL_MAX = 50_000
+"""A semi-supervised estimator sees at most this many pool images (a seeded sample): its cost grows
+with the pool (label spreading builds a neighbour graph), a million rows would not fit in memory,
+and beyond this sample the unlabelled images add little to 100-300 labelled ones."""
+
+
+def _pool_for_fit(X_pool, seed: int) -> np.ndarray:
+    n = len(X_pool)
+    if n <= SEMI_POOL_MAX:
+        return np.asarray(X_pool)
+    return np.asarray(X_pool[np.sort(np.random.default_rng(seed).choice(n, SEMI_POOL_MAX, replace=False))])
+
+
 def _fit(estimator, X: np.ndarray, y: np.ndarray, X_pool: np.ndarray, semi_supervised: bool):
     if semi_supervised:
         X, y = np.concatenate([X, X_pool]), np.concatenate([y, np.full(len(X_pool), -1)])
@@ -102,17 +119,28 @@ def out_of_fold(
     n_repeats: int = 3,
     seed: int = 0,
     semi_supervised: bool = False,
-) -> tuple[np.ndarray, np.ndarray, list]:
+    score_pool=model_scores,
+) -> tuple[np.ndarray, np.ndarray, list, np.ndarray]:
     """(out-of-fold score of each labelled image, mean over repeats; pool score, mean over every
-    inner model; the inner models)."""
+    inner model; the inner models; every inner model's pool score, (n_models, n_pool) float32).
+
+    ``X_pool`` may be any ``(n, d)`` array-like (a store memmap, a
+    :class:`~brainscan_exp.features.vectors.RowView`): it is scored in chunks
+    (:func:`~brainscan_exp.core.stream.model_scores`), and a semi-supervised fit sees at most
+    ``SEMI_POOL_MAX`` of its rows. ``score_pool(X_pool, models) -> (mean, each)``: how the
+    pool is scored (:class:`~brainscan_exp.core.ray_scores.PoolScorer`: here or on Ray)."""
     y = np.asarray(y, dtype=int)
     oof = np.full((n_repeats, len(y)), np.nan)
     models = []
+    X_fit_pool = _pool_for_fit(X_pool, seed) if semi_supervised else None
     for r, train, test in inner_folds(y, groups, n_splits, n_repeats, seed):
-        models.append(_fit(estimator, X[train], y[train], X_pool, semi_supervised))
+        models.append(_fit(estimator, X[train], y[train], X_fit_pool, semi_supervised))
         oof[r, test] = models[-1].predict_proba(X[test])[:, 1]
-    pool = np.mean([m.predict_proba(X_pool)[:, 1] for m in models], axis=0) if len(X_pool) else np.zeros(0)
-    return np.nanmean(oof, axis=0), pool, models
+    if len(X_pool):
+        pool, committee = score_pool(X_pool, models)
+    else:
+        pool, committee = np.zeros(0), np.zeros((len(models), 0), np.float32)
+    return np.nanmean(oof, axis=0), pool, models, committee
 
 
 def decide(
@@ -140,19 +168,20 @@ def predict_pool(
     groups: np.ndarray | None = None,
     semi_supervised: bool = False,
     calibration: np.ndarray | None = None,
+    score_pool=model_scores,
 ) -> PoolPrediction:
     """Scores, threshold and expected rates for the pool; nothing here sees a pool label.
 
     ``calibration``: which training rows may set the threshold and the pool estimate (default
     all); expert reads chosen by a queue train the model but are not a random sample
-    (:func:`brainscan_exp.core.reads.calibration_mask`)."""
+    (:func:`brainscan_exp.core.reads.calibration_mask`). ``score_pool``: see :func:`out_of_fold`."""
     y_lab = np.asarray(y_lab, dtype=int)
-    p_oof, p_pool, models = out_of_fold(
-        estimator, X_lab, y_lab, X_pool, groups, op.inner_folds, op.inner_repeats, op.seed, semi_supervised
+    p_oof, p_pool, models, committee = out_of_fold(
+        estimator, X_lab, y_lab, X_pool, groups, op.inner_folds, op.inner_repeats, op.seed, semi_supervised, score_pool
     )
     cal = np.ones(len(y_lab), bool) if calibration is None else np.asarray(calibration, bool)
     prediction = decide(op, y_lab[cal], p_oof[cal], p_pool, models)
-    prediction.p_oof = p_oof
+    prediction.p_oof, prediction.pool_committee = p_oof, committee
     return prediction
 
 

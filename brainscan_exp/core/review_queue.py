@@ -49,15 +49,12 @@ class PoolView:
 
     @classmethod
     def of(cls, prediction, X: np.ndarray, X_known: np.ndarray) -> PoolView:
-        """The view of a fitted predict pipeline (:class:`~brainscan_exp.core.predict.PoolPrediction`)."""
-        return cls(
-            prediction.p_pool,
-            prediction.threshold,
-            prediction.estimate.posterior,
-            prediction.committee(X),
-            X,
-            X_known,
-        )
+        """The view of a fitted predict pipeline (:class:`~brainscan_exp.core.predict.PoolPrediction`)
+        on its pool ``X`` (any ``(n, d)`` array-like: the committee comes from the pool's scoring pass)."""
+        committee = prediction.pool_committee
+        if committee is None or committee.shape[1] != len(X):
+            committee = prediction.committee(X)
+        return cls(prediction.p_pool, prediction.threshold, prediction.estimate.posterior, committee, X, X_known)
 
 
 def _ranked(score: np.ndarray, allowed: np.ndarray, n: int) -> np.ndarray:
@@ -92,6 +89,19 @@ def random(view: PoolView, allowed: np.ndarray, n: int, rng) -> np.ndarray:
     return np.sort(rng.choice(idx, min(n, len(idx)), replace=False))
 
 
+GEOMETRY_MAX = 50_000
+"""``typiclust`` and ``kcenter`` look at a seeded sample of at most this many unread images: their
+work grows with the pool times the batch, and a pool of millions would be read into memory. The
+farthest or most typical image of a 50,000 sample stands in for the pool's."""
+
+
+def _candidates(allowed: np.ndarray, rng) -> np.ndarray:
+    idx = np.flatnonzero(allowed)
+    if len(idx) <= GEOMETRY_MAX:
+        return idx
+    return np.sort(rng.choice(idx, GEOMETRY_MAX, replace=False))
+
+
 def _unit(X: np.ndarray) -> np.ndarray:
     X = np.asarray(X, dtype=np.float32)
     return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
@@ -101,7 +111,7 @@ def typiclust(view: PoolView, allowed: np.ndarray, n: int, rng, k_neighbours: in
     """TypiClust: cluster known + unread into |known| + n clusters; from the clusters holding the
     fewest known images (largest first), take the image of highest typicality (inverse mean
     distance to its nearest neighbours inside its cluster)."""
-    idx = np.flatnonzero(allowed)
+    idx = _candidates(allowed, rng)
     if n <= 0 or not len(idx):
         return np.zeros(0, int)
     X = _unit(np.concatenate([view.X_known, view.X[idx]]))
@@ -131,7 +141,7 @@ def typiclust(view: PoolView, allowed: np.ndarray, n: int, rng, k_neighbours: in
 
 
 def kcenter(view: PoolView, allowed: np.ndarray, n: int, rng) -> np.ndarray:
-    idx = np.flatnonzero(allowed)
+    idx = _candidates(allowed, rng)
     if n <= 0 or not len(idx):
         return np.zeros(0, int)
     X = _unit(view.X[idx])

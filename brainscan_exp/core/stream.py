@@ -1,19 +1,21 @@
 """Scoring a pool too big for memory: rows in chunks through fitted models, bounded memory.
 
 Why: at 4 million images the pool's vectors (8.3 GB at 520 dimensions) do not fit beside 15 fitted
-inner models and their intermediates. The pool comes as a ``(n, d)`` matrix, typically the store's
-read-only memmap (:meth:`~brainscan_exp.features.store.EmbeddingStore.table`) and the rows of the
-pool in it; each chunk is read, optionally transformed (a fitted whitening), scored by every model
-and averaged, so memory is one chunk and its scores, whatever ``n``.
+inner models and their intermediates. The pool comes as a ``(n, d)`` array-like, typically the
+store's read-only memmap (:meth:`~brainscan_exp.features.store.EmbeddingStore.table`) or a
+:class:`~brainscan_exp.features.vectors.RowView` of the pool's rows in it; each chunk is read,
+optionally transformed (a fitted whitening), scored by every model, and the memmap's pages are
+handed back to the page cache, so resident memory is one chunk and the scores, whatever ``n``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import mmap
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
-__all__ = ["score_chunks"]
+__all__ = ["iter_chunks", "model_scores", "score_chunks"]
 
 
 def _positive_proba(model, X: np.ndarray) -> np.ndarray:
@@ -22,36 +24,69 @@ def _positive_proba(model, X: np.ndarray) -> np.ndarray:
     return np.asarray(model.decision_function(X))
 
 
-def score_chunks(
-    matrix: np.ndarray,
-    models: Sequence,
-    rows: np.ndarray | None = None,
-    chunk_size: int = 65_536,
-    transform: Callable[[np.ndarray], np.ndarray] | None = None,
-    score: Callable[[object, np.ndarray], np.ndarray] = _positive_proba,
-) -> np.ndarray:
-    """Mean score of ``models`` for each row (``rows`` of ``matrix``, default all), in order.
+def _release(matrix) -> None:
+    """Drop a memmap's pages from this process (they stay in the page cache): without it every
+    row read stays resident and a pass over a 4 M-row memmap holds 8 GB."""
+    base = getattr(matrix, "matrix", matrix)  # a RowView reads from its matrix
+    handle = getattr(base, "_mmap", None)
+    if handle is not None and hasattr(handle, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+        handle.madvise(mmap.MADV_DONTNEED)
 
-    ``score(model, X)`` defaults to ``predict_proba(X)[:, 1]`` (``decision_function`` without it).
-    Returns float32 ``(len(rows),)``. Memory: ``chunk_size`` rows of ``matrix`` at a time.
-    """
-    if not models:
-        raise ValueError("score_chunks needs at least one fitted model")
+
+def iter_chunks(
+    matrix, rows: np.ndarray | None = None, chunk_size: int = 32_768
+) -> Iterator[tuple[int, int, np.ndarray]]:
+    """``(start, stop, X)``: float32 copies of consecutive blocks of ``matrix`` (or of its
+    ``rows``, read in sorted order and put back in the caller's), ``chunk_size`` rows each."""
     n = len(matrix) if rows is None else len(rows)
-    out = np.empty(n, dtype=np.float32)
     for start in range(0, n, chunk_size):
         stop = min(n, start + chunk_size)
         if rows is None:
-            X = np.asarray(matrix[start:stop], dtype=np.float32)
+            X = np.array(matrix[start:stop], dtype=np.float32)
         else:
             part = np.asarray(rows[start:stop], dtype=np.int64)
             order = np.argsort(part, kind="stable")  # sequential reads on a memmap
             X = np.empty((len(part), matrix.shape[1]), np.float32)
             X[order] = matrix[part[order]]
+        _release(matrix)
+        yield start, stop, X
+
+
+def model_scores(
+    matrix,
+    models: Sequence,
+    rows: np.ndarray | None = None,
+    chunk_size: int = 32_768,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    score: Callable[[object, np.ndarray], np.ndarray] = _positive_proba,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each model's score of each row, in one pass: ``(mean over models (n,) float64, every
+    model's (n_models, n) float32)`` - the mean for labels, the spread for a review committee.
+
+    ``score(model, X)`` defaults to ``predict_proba(X)[:, 1]`` (``decision_function`` without it).
+    Memory: ``chunk_size`` rows of ``matrix`` at a time, plus 4 bytes per row and model."""
+    if not models:
+        raise ValueError("score_chunks needs at least one fitted model")
+    n = len(matrix) if rows is None else len(rows)
+    mean = np.empty(n, dtype=np.float64)
+    each = np.empty((len(models), n), dtype=np.float32)
+    for start, stop, X in iter_chunks(matrix, rows, chunk_size):
         if transform is not None:
             X = transform(X)
-        total = np.zeros(len(X), dtype=np.float64)
-        for model in models:
-            total += score(model, X)
-        out[start:stop] = total / len(models)
-    return out
+        scores = np.stack([np.asarray(score(model, X), dtype=np.float64) for model in models])
+        mean[start:stop] = scores.mean(axis=0)
+        each[:, start:stop] = scores
+    return mean, each
+
+
+def score_chunks(
+    matrix,
+    models: Sequence,
+    rows: np.ndarray | None = None,
+    chunk_size: int = 32_768,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    score: Callable[[object, np.ndarray], np.ndarray] = _positive_proba,
+) -> np.ndarray:
+    """Mean score of ``models`` for each row (``rows`` of ``matrix``, default all), in order:
+    float32 ``(len(rows),)`` (:func:`model_scores`' mean)."""
+    return model_scores(matrix, models, rows, chunk_size, transform, score)[0].astype(np.float32)

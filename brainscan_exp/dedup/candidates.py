@@ -247,9 +247,14 @@ def _unit(block: np.ndarray) -> np.ndarray:
 
 
 def ivf_lists(n: int) -> int:
-    """Inverted lists for ``n`` vectors: the power of two nearest 4 sqrt(n), at least 16
-    (100 k: 1,024; 1 M: 4,096; 4 M: 8,192)."""
-    return int(2 ** max(4, round(math.log2(4 * math.sqrt(max(n, 1))))))
+    """Inverted lists for ``n`` vectors: the power of two nearest 2 sqrt(n), at least 16
+    (100 k: 512; 1 M: 2,048; 4 M: 4,096). Probing 8 lists then scans ~16 sqrt(n) vectors plus
+    the list centroids per query, and training stays a minute or two at 1 M on 2 cores."""
+    return int(2 ** max(4, round(math.log2(2 * math.sqrt(max(n, 1))))))
+
+
+TRAIN_PER_LIST = 40  # k-means sample per inverted list (faiss warns below 39)
+TRAIN_ITERATIONS = 10  # k-means iterations (faiss' default is 25; the lists only route queries)
 
 
 def ann_index(
@@ -257,16 +262,20 @@ def ann_index(
 ):
     """A faiss index (``faiss.index_factory`` string, inner product) of the L2-normalised rows of
     ``embeddings`` (any ``(n, d)`` array, e.g. a memmap), added ``chunk_size`` rows at a time.
-    ``{nlist}`` in the string becomes :func:`ivf_lists` (n): IVF lists grow as sqrt(n). IVF
-    quantisers train on a seeded sample of max(100,000, 40 x lists) rows. ``search_params``:
-    faiss' ``"nprobe=16"`` or ``"efSearch=64"`` style."""
+    ``{nlist}`` in the string becomes :func:`ivf_lists` (n). IVF quantisers train on a seeded
+    sample of ``TRAIN_PER_LIST`` rows per list, ``TRAIN_ITERATIONS`` k-means iterations.
+    ``search_params``: faiss' ``"nprobe=16"`` or ``"efSearch=64"`` style."""
     import faiss
 
     n, d = embeddings.shape
     nlist = ivf_lists(n)
     idx = faiss.index_factory(d, index.format(nlist=nlist), faiss.METRIC_INNER_PRODUCT)
     if not idx.is_trained:
-        size = min(n, max(100_000, 40 * nlist))
+        try:
+            faiss.extract_index_ivf(idx).cp.niter = TRAIN_ITERATIONS
+        except RuntimeError:  # not an IVF index (e.g. a PQ): its own defaults
+            pass
+        size = min(n, TRAIN_PER_LIST * nlist)
         sample = np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
         idx.train(_unit(embeddings[sample]))
     for start in range(0, n, chunk_size):
@@ -278,10 +287,22 @@ def ann_index(
 
 def ann_search(idx, embeddings: np.ndarray, n_neighbors: int, start: int = 0, stop: int | None = None):
     """``n_neighbors`` nearest rows (excluding no one: the query itself usually comes first) of rows
-    ``start:stop`` of ``embeddings`` in ``idx``: ``(rows, neighbours (m, k) int64, cosine distances)``."""
+    ``start:stop`` of ``embeddings`` in ``idx``: ``(rows, neighbours (m, k) int64, exact cosine
+    distances)``. The distances are recomputed from the vectors, since an index's own are
+    approximate (SQ8 codes) or not cosines at all (a PCA prefix centres and projects)."""
     stop = len(embeddings) if stop is None else stop
-    sims, nbrs = idx.search(_unit(embeddings[start:stop]), n_neighbors + 1)
-    return np.arange(start, stop, dtype=np.int64), nbrs.astype(np.int64), (1.0 - sims).astype(np.float32)
+    queries = _unit(embeddings[start:stop])
+    _, nbrs = idx.search(queries, n_neighbors + 1)
+    nbrs = nbrs.astype(np.int64)
+    dist = np.full(nbrs.shape, np.inf, dtype=np.float32)
+    for col in range(nbrs.shape[1]):  # one neighbour per query at a time: bounded temporaries
+        found = nbrs[:, col] >= 0
+        rows = nbrs[found, col]
+        order = np.argsort(rows, kind="stable")  # sequential reads on a memmap
+        block = np.empty((len(rows), embeddings.shape[1]), np.float32)
+        block[order] = embeddings[rows[order]]
+        dist[found, col] = 1.0 - np.einsum("ij,ij->i", queries[found], _unit(block))
+    return np.arange(start, stop, dtype=np.int64), nbrs, dist
 
 
 def neighbour_pairs(rows: np.ndarray, nbrs: np.ndarray, dist: np.ndarray, max_cosine: float) -> pd.DataFrame:
@@ -307,7 +328,7 @@ def embedding_candidates(
     ``index="exact"``: scikit-learn's brute force (exact, quadratic: fine up to ~1e5 images);
     otherwise a faiss factory string (``"IVF{nlist},Flat"``, ``"HNSW32"``, ...) searched in chunks of
     ``chunk_size`` query rows (:func:`ann_index`). Returns ``i, j, cosine`` (``i < j``, unique,
-    sorted; ``cosine`` recomputed exactly for ANN results).
+    sorted; ``cosine`` exact for ANN results too: :func:`ann_search`).
     """
     n = len(embeddings)
     if n < 2 or n_neighbors < 1:
@@ -324,9 +345,6 @@ def embedding_candidates(
         for s in range(0, n, chunk_size)
     ]
     out = pd.concat(frames, ignore_index=True)
-    pairs = out[["i", "j"]].to_numpy(np.int64)
-    out["cosine"] = _cosine_of(embeddings, pairs[:, 0], pairs[:, 1]) if len(out) else out.cosine
-    out = out[out.cosine <= max_cosine]
     return out.sort_values(["i", "j", "cosine"]).drop_duplicates(["i", "j"]).reset_index(drop=True)
 
 
@@ -381,11 +399,17 @@ def merge_candidates(
     pair gets its best family Hamming distance when ``hashes`` is given; a hash pair gets its
     cosine distance when ``embeddings`` is given (NaN otherwise).
     """
-    frames = [hash_pairs.assign(source="hash")[["i", "j", "source"]]]
-    if knn_pairs is not None and len(knn_pairs):
-        frames.append(knn_pairs.assign(source="knn")[["i", "j", "source"]])
-    allp = pd.concat(frames, ignore_index=True)
-    out = allp.groupby(["i", "j"], sort=True).source.agg(lambda s: "+".join(sorted(set(s)))).reset_index()
+    # one key per unordered pair, a bit per route (1: hash, 2: knn), OR-ed by sorting: linear in
+    # the pairs (a groupby with a Python aggregate was quadratic-looking at 250 k images)
+    routes = [(hash_pairs, 1)] + ([(knn_pairs, 2)] if knn_pairs is not None and len(knn_pairs) else [])
+    n = 1 + max((int(max(f.i.max(), f.j.max())) for f, _ in routes if len(f)), default=0)
+    keys = np.concatenate([f.i.to_numpy(np.int64) * n + f.j.to_numpy(np.int64) for f, _ in routes])
+    bits = np.concatenate([np.full(len(f), b, dtype=np.int8) for f, b in routes])
+    unique, inverse = np.unique(keys, return_inverse=True)
+    source_bits = np.zeros(len(unique), dtype=np.int8)
+    np.bitwise_or.at(source_bits, inverse.reshape(-1), bits)
+    names = np.array(["", "hash", "knn", "hash+knn"], dtype=object)
+    out = pd.DataFrame({"i": unique // n, "j": unique % n, "source": names[source_bits]})
     pairs = out[["i", "j"]].to_numpy(np.int64)
     out["hamming"] = np.nan
     out["transform"] = -1
@@ -396,15 +420,17 @@ def merge_candidates(
         best = np.full(len(pairs), np.iinfo(np.int16).max, dtype=np.int16)
         best_t = np.full(len(pairs), -1, dtype=np.int8)
         for members in by_family.values():
-            dist, t = family_distance(members, pairs)
-            better = dist < best
-            best, best_t = np.where(better, dist, best), np.where(better, t, best_t)
+            for lo in range(0, len(pairs), _CHUNK):  # bounded temporaries: (chunk, 8) per member
+                block = slice(lo, lo + _CHUNK)
+                dist, t = family_distance(members, pairs[block])
+                better = dist < best[block]
+                best[block], best_t[block] = np.where(better, dist, best[block]), np.where(better, t, best_t[block])
         out["hamming"], out["transform"] = best.astype(float), best_t.astype(int)
     elif len(hash_pairs):
         known = hash_pairs.set_index(["i", "j"])
         idx = pd.MultiIndex.from_frame(out[["i", "j"]])
-        out["hamming"] = known.hamming.reindex(idx).to_numpy(float)
-        out["transform"] = known.transform.reindex(idx).fillna(-1).to_numpy(int)
+        out["hamming"] = known["hamming"].reindex(idx).to_numpy(float)
+        out["transform"] = known["transform"].reindex(idx).fillna(-1).to_numpy(int)
     out["cosine"] = np.nan
     if embeddings is not None and len(pairs):
         out["cosine"] = _cosine_of(embeddings, pairs[:, 0], pairs[:, 1])

@@ -28,7 +28,8 @@ from .hashing import FAMILIES, compute_hashes, load_grey
 __all__ = ["NearCopyFinder", "PAIR_COLUMNS", "duplicates_table"]
 
 AUTO_ANN_FROM = 50_000
-"""``ann_index="auto"``: exact neighbours below this many images, an approximate index from it."""
+"""``ann_index="auto"``: exact neighbours below this many images, an approximate index from it;
+``n_bands="auto"``: 6 bands below it, 2 from it."""
 
 RESULT_COLUMNS = list(PairResult.__dataclass_fields__)
 
@@ -67,23 +68,28 @@ class NearCopyFinder(BaseEstimator):
         20 gives 1,655 candidates and 510 confirmed pairs, 22 gives 2,545 and 521, 24 ~4,100 and
         525 (every extra pair was a true zoomed or cropped copy) for +8 s each step. Adding CNN
         embedding neighbours to 20 found 12 more, all at 21-42 bits.
-    n_bands : 6
-        Bands per 64-bit hash (~11 bits each): exact for pairs where one hash of the family is
-        within 5 bits. On the brief's data it returned 99.4% of the pairs that the exact count
-        (``max_hamming // 2 + 1`` = 12; pass None for it) returns, and every one of them that was
-        confirmed, in 2.4 s instead of 14.5 s. Collisions grow as N^2 / 2^(64 / n_bands): at
-        millions of images pass 2-3 (see :mod:`.candidates`).
+    n_bands : "auto"
+        Bands per 64-bit hash. 6 (~11 bits each) below 50,000 images: exact for pairs where one
+        hash of the family is within 5 bits; on the brief's data it returned 99.4% of the pairs
+        that the exact count (``max_hamming // 2 + 1`` = 12; pass None for it) returns, and every
+        one of them that was confirmed, in 2.4 s instead of 14.5 s. Collisions grow as
+        N^2 / 2^(64 / n_bands), so from 50,000 images 2 bands of 32 bits (exact within 1 bit per
+        hash; the embedding route finds the rest): in ``scripts/bench_scale.py`` 3 bands of ~21
+        bits made 1.9 M raw pairs at 250 k images (time exponent 2.1), 2 bands 81 k.
     max_bucket : 100_000
         Skip band buckets bigger than this (canonical x transformed entries).
     n_neighbors, max_cosine : 5, 0.1
         Embedding route (only when ``fit`` gets embeddings): each image's 5 nearest neighbours
         within cosine distance 0.1 (confirmed copies found only this way were at 0.01-0.10).
-    ann_index, ann_search : "auto", "nprobe=8"
+    ann_index, ann_search : "auto", "nprobe=16"
         How the neighbours are searched: ``"exact"`` (scikit-learn brute force, quadratic), a
-        faiss ``index_factory`` string with its search parameters (``{nlist}``: ~4 sqrt(n) lists),
-        or ``"auto"``: exact below 50,000 images, else ``"IVF{nlist},Flat"`` probed 8 lists
-        deep (chosen by ``scripts/bench_scale.py``: the fastest with planted-copy recall >= 0.95
-        against exact kNN at 100 k, 1.000; HNSW32 at efSearch 128: 0.755, usearch: 0.934).
+        faiss ``index_factory`` string with its search parameters (``{nlist}``: ~2 sqrt(n) lists),
+        or ``"auto"``: exact below 50,000 images, else ``"PCA128,IVF{nlist},Flat"`` (plain
+        ``"IVF{nlist},Flat"`` for 128 dimensions or fewer) probed 16 lists deep. Chosen by
+        ``scripts/bench_scale.py`` at 100 k: the fastest with planted-copy recall >= 0.95 against
+        exact kNN (0.964, est. 47 s for every image; IVF SQ8: 1.000, 60 s; IVF Flat: 1.000,
+        120 s; HNSW32: 0.745). Every neighbour's cosine is recomputed from the vectors, and the
+        hash route finds most of what the index misses (0.9998 of the planted copies together).
     max_candidates : 10
         Geometric confirmation bounded per image: a pair is confirmed only when it is among the
         10 best candidates (by normalised Hamming or cosine distance) of both its images, so
@@ -135,12 +141,12 @@ class NearCopyFinder(BaseEstimator):
         hash_methods: Sequence[str] = ("phash", "dhash"),
         hash_families: Sequence[str] = FAMILIES,
         max_hamming: int = 22,
-        n_bands: int | None = 6,
+        n_bands: int | str | None = "auto",
         max_bucket: int | None = 100_000,
         n_neighbors: int = 5,
         max_cosine: float = 0.1,
         ann_index: str = "auto",
-        ann_search: str = "nprobe=8",
+        ann_search: str = "nprobe=16",
         max_candidates: int | None = 10,
         confirm_shard: int = 4096,
         work_size: int = 256,
@@ -207,10 +213,17 @@ class NearCopyFinder(BaseEstimator):
         if self.verbose:
             print(f"[NearCopyFinder] {msg}", flush=True)
 
-    def _ann(self, n: int) -> str:
+    def _bands(self, n: int) -> int | None:
+        if self.n_bands != "auto":
+            return self.n_bands
+        return 6 if n < AUTO_ANN_FROM else 2
+
+    def _ann(self, n: int, dim: int) -> str:
         if self.ann_index != "auto":
             return self.ann_index
-        return "exact" if n < AUTO_ANN_FROM else "IVF{nlist},Flat"
+        if n < AUTO_ANN_FROM:
+            return "exact"
+        return "PCA128,IVF{nlist},Flat" if dim > 128 else "IVF{nlist},Flat"
 
     def fit(
         self,
@@ -274,10 +287,12 @@ class NearCopyFinder(BaseEstimator):
     def candidates(self, hashes: dict[str, np.ndarray], embeddings: np.ndarray | None = None) -> pd.DataFrame:
         """Candidate pairs of both routes with their cheap signals, capped per image
         (:func:`~.candidates.merge_candidates` columns)."""
-        hashed = hash_candidates(hashes, self.hash_families, self.max_hamming, self.n_bands, self.max_bucket)
+        hashed = hash_candidates(
+            hashes, self.hash_families, self.max_hamming, self._bands(len(next(iter(hashes.values())))), self.max_bucket
+        )
         knn = None
         if embeddings is not None and self.n_neighbors > 0:
-            index = self._ann(len(embeddings))
+            index = self._ann(*embeddings.shape)
             knn = embedding_candidates(
                 embeddings, self.n_neighbors, self.max_cosine, index, "" if index == "exact" else self.ann_search
             )

@@ -20,7 +20,7 @@ from brainscan_exp.data.splits import make_split
 from brainscan_exp.features.runtimes import runtime_info
 from brainscan_exp.features.shared import extract_once
 from brainscan_exp.features.store import EmbeddingStore
-from brainscan_exp.features.vectors import VectorTable
+from brainscan_exp.features.vectors import RowView, VectorTable
 from brainscan_exp.models.backbones import Backbone
 from brainscan_exp.preprocessing import MRIPreprocess
 from brainscan_exp.tracking.mlflow_run import MlflowRun, flatten_params, git_commit, resolved_job_config
@@ -55,6 +55,11 @@ class Prepared:
         if len(frame) == 0:
             return np.zeros((0, self.dim), np.float32)
         return self.vectors.take(frame.pixel_hash.to_numpy())
+
+    def view(self, frame: pd.DataFrame) -> RowView:
+        """``frame``'s rows of the store matrix as a lazy array-like (no copy): a pool of millions
+        is read chunk by chunk by whoever scores it (:mod:`brainscan_exp.core.stream`)."""
+        return self.vectors.view(frame.pixel_hash.to_numpy())
 
     @property
     def dim(self) -> int:

@@ -164,7 +164,7 @@ def predict_cells(
                         stack(vectors, sc.labelled.pixel_hash), stack(vectors, sc.pool.pixel_hash), None, h.whiten
                     )
                     y = sc.labelled.label.to_numpy(int)
-                    p_cal, p_pool, _ = out_of_fold(
+                    p_cal, p_pool, *_ = out_of_fold(
                         estimator,
                         X_lab,
                         y,

@@ -80,7 +80,7 @@ class PoolFit:
     resolved: pd.DataFrame  # one row per image read (label, status, audit)
     unlabelled: pd.DataFrame  # every sans_label file, copy_of its labelled or read twin
     X_train: np.ndarray
-    X_pool: np.ndarray
+    X_pool: np.ndarray  # or a lazy RowView of the store (read in chunks)
     X_copies: np.ndarray
     prediction: PoolPrediction
     reads_budget: int  # reads the whole budget buys
@@ -111,7 +111,7 @@ def fit_pool(cfg: DictConfig, prep: Prepared, target_sensitivity: float | None =
     unlabelled = cat.unlabelled_files()
     train = train[training_mask(train)].reset_index(drop=True)
     X_train, (X_pool, X_copies) = whiten_with(
-        prep.X(train), prep.X(pool), prep.X(unlabelled[unlabelled.copy_of != ""]), cfg.embedding.whiten
+        prep.X(train), prep.view(pool), prep.X(unlabelled[unlabelled.copy_of != ""]), cfg.embedding.whiten
     )
     regime = estimator_of(cfg)
     prediction = predict_pool(
@@ -123,6 +123,7 @@ def fit_pool(cfg: DictConfig, prep: Prepared, target_sensitivity: float | None =
         train.group.to_numpy(),
         regime.semi_supervised,
         calibration_mask(train),
+        instantiate(cfg.predict),
     )
     if len(rows):
         log.info(
