@@ -434,3 +434,109 @@ def test_label_efficiency_summary_is_per_budget(tmp_path):
     assert rows[("10", "roc_auc")]["n_labels"] == pytest.approx(10.5)
     assert rows[("all", "sensitivity")]["mean"] == pytest.approx(0.9)
     assert rows[("10", "roc_auc")]["ci_low"] <= 0.85 <= rows[("10", "roc_auc")]["ci_high"]
+
+
+def _bench_scale_json(path: Path) -> dict:
+    """A scale bench's JSON as ``scripts/bench_scale.py`` writes it (sizes 100 k, 250 k, 1 M), made up:
+    seconds growing linearly, memory as the square root."""
+    stages = ("corpus", "store", "hash_candidates", "ann", "merge_cap", "predict", "review")
+    base = {s: (10.0 * (k + 1), 200.0 + 100 * k) for k, s in enumerate(stages)}  # (s, MiB) at 100 k
+    sizes = {}
+    for n in (100_000, 250_000, 1_000_000):
+        f = n / 100_000
+        sizes[str(n)] = {
+            s: {"seconds": t * f, "peak_rss_mb": m * f**0.5, "label": "measured"} for s, (t, m) in base.items()
+        }
+        sizes[str(n)]["merge_cap"] |= {"planted_pair_recall": 0.9876, "confirmations_per_image": 1.234}
+    label = "extrapolated from 1,000,000 with the 250,000->1,000,000 exponents (time at least linear)"
+    extra = {s: {"seconds": t * 40, "peak_rss_mb": m * 40**0.5, "label": label} for s, (t, m) in base.items()}
+    extra["confirmation"] = {"pairs": 4.9e6, "seconds": 93_000.0, "label": "extrapolated: pairs per image x 4 M"}
+    extra["hashing"] = {"seconds": 86_400.0, "label": "extrapolated: seconds per image x 4 M"}
+    report = {
+        "command": "python scripts/bench_scale.py",
+        "machine": "2 cores (shared), no GPU",
+        "corpus": {"copy_rate": 0.2},
+        "brief": {
+            "n_images": 1410,
+            "confirmation_seconds_per_pair": 0.019,
+            "hashing_seconds_per_image": 0.0216,
+            "label": "measured",
+        },
+        "sizes": sizes,
+        "growth": {"250000->1000000": {s: {"time_exponent": 1.0, "rss_exponent": 0.5} for s in stages}},
+        "extrapolated_4M": extra,
+    }
+    path.write_text(json.dumps(report))
+    return report
+
+
+def test_the_scale_bench_slide_labels_every_number_and_cites_its_json(decks, store, tmp_path):
+    """bench_scale.json -> one slide after the compute-cost one: per step, time and peak memory at the
+    largest size (under "mesuré") and at 4 M (under "extrapolé"), every bullet's numbers labelled,
+    the file cited; without the file the slide is left out."""
+    from brainscan_exp.report.deck import _duration, _memory
+    from brainscan_exp.stages import report
+
+    assert not any("mémoire d'une seule machine" in body for body, _, _ in _slides(decks["fr"]))
+    results = tmp_path / "results"
+    shutil.copytree(store["results"], results)
+    bench = _bench_scale_json(results / "bench_scale.json")
+    overrides = _overrides(store, "with_scale")
+    overrides[2] = f"report.results_dir={results}"
+    report.run(compose_config(overrides))
+    for lang, measured, extrapolated in (("fr", "mesuré", "extrapolé"), ("en", "measured", "extrapolated")):
+        path = store["tmp"] / "with_scale" / f"brainscan_{lang}.pptx"
+        slides = Presentation(str(path)).slides
+        cited = [
+            (k, s) for k, s in enumerate(slides, start=1) if "bench_scale.json" in s.notes_slide.notes_text_frame.text
+        ]
+        page, slide = next((k, s) for k, s in cited if k > 2)  # the title and sources slides cite every file
+        assert "scripts/results/bench_scale.json" in slide.notes_slide.notes_text_frame.text
+        assert len(slides) == len(_slides(decks[lang])) + 1
+        grid = [[c.text for c in row.cells] for row in next(x for x in slide.shapes if x.has_table).table.rows]
+        assert measured in grid[0][1] and "1" in grid[0][1] and extrapolated in grid[0][3]
+        top = bench["sizes"]["1000000"]
+        rows = {r[0]: r[1:] for r in grid[2:]}
+        predict = rows["Prédiction sur tout le lot" if lang == "fr" else "Scoring the whole pool"]
+        assert predict == [
+            _duration(top["predict"]["seconds"], lang),
+            _memory(top["predict"]["peak_rss_mb"], lang),
+            _duration(bench["extrapolated_4M"]["predict"]["seconds"], lang),
+            _memory(bench["extrapolated_4M"]["predict"]["peak_rss_mb"], lang),
+        ]
+        candidates = rows["Repérage des quasi-copies" if lang == "fr" else "Finding near-copy candidates"]
+        stages = ("hash_candidates", "ann", "merge_cap")
+        assert candidates[0] == _duration(sum(top[s]["seconds"] for s in stages), lang)
+        assert len(rows) == 5  # fingerprints, candidates, confirmation, predict, review
+        bullets = [t for x in slide.shapes if x.has_text_frame for t in x.text_frame.text.split("\n") if "• " in t]
+        assert bullets and all(
+            re.search(measured + "|" + extrapolated, b, re.I) for b in bullets if re.search(r"\d", b)
+        )
+        assert percent(0.9876, lang, 1) in bullets[0] and number(1.234, lang, 2) in bullets[0]
+        assert deck_problems(path, lang) == []
+    answers = [[c.text for c in row.cells] for row in next(x for x in slides[1].shapes if x.has_table).table.rows]
+    assert next(r[2] for r in answers if r[0].startswith("4 M")) == f"{page - 1}–{page + 1}"  # cost, bench, conditions
+
+
+def test_the_scale_bench_facts_read_the_first_bench_and_refuse_an_unlabelled_figure(tmp_path):
+    from brainscan_exp.report.deck import scale_table
+    from brainscan_exp.report.facts import _scale_bench
+    from brainscan_exp.report.sources import Results
+
+    bench = _bench_scale_json(tmp_path / "bench_scale.json")
+    for size in bench["sizes"].values():  # the first bench: predict's work was called "score", no review
+        size["score"] = size.pop("predict")
+        del size["review"]
+    (tmp_path / "bench_scale.json").write_text(json.dumps(bench))
+    section = _scale_bench(Results(tmp_path))
+    assert section.tables["stages"].row.tolist() == ["hashing", "candidates", "confirmation", "predict"]
+    assert section.values["n"] == 1_000_000 and section.values["n_before"] == 250_000
+    assert "tiennent dans la mémoire" in scale_table(section, "fr", 16)["title"]
+    over = scale_table(section, "fr", 1)  # a step's peak at 4 M above the machine's memory: the title says which
+    assert (
+        over["title"] == "À 4 millions d'images, l'étape « repérage des quasi-copies » dépasse la mémoire d'une machine"
+    )
+    bench["sizes"]["1000000"]["ann"]["label"] = "extrapolated"
+    (tmp_path / "bench_scale.json").write_text(json.dumps(bench))
+    with pytest.raises(ValueError, match="'measured' is expected"):
+        _scale_bench(Results(tmp_path))

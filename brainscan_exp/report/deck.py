@@ -8,6 +8,7 @@ its box (:mod:`.layout`), and a deck with a box that would overflow is not writt
 from __future__ import annotations
 
 import math
+import re
 from datetime import date
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from pptx.util import Emu, Inches, Pt
 
 from brainscan_exp.report import figures
 from brainscan_exp.report.facts import Facts
-from brainscan_exp.report.layout import fitting_size, rows_height
+from brainscan_exp.report.layout import EMU_PER_PT, fitting_size, rows_height, text_height_pt
 from brainscan_exp.report.rules import deck_problems
 from brainscan_exp.report.strings import euros, integer, number, percent, signed, term, text
 
@@ -144,6 +145,53 @@ class Deck:
             self._box(slide, MARGIN, top, WIDTH - 2 * MARGIN, cap_h, [caption], sizes=(14, 13, 12))
         return slide
 
+    def grouped_table(
+        self,
+        title: str,
+        groups: list[tuple[str, int]],
+        header: list[str],
+        rows: list[list[str]],
+        items: list[str],
+        cites: list[str],
+        widths: list[int],
+        size: float = 16,
+    ):
+        """A table whose first header row groups columns (``(label, span)``: merged cells), then
+        bullets in the room left below it (its height as :func:`.layout.find_overflows` counts it)."""
+        slide = self.slide(title, cites)
+        lines = [[part for label, span in groups for part in [label] + [""] * (span - 1)], header, *rows]
+        row_h = rows_height(1, size)
+        shape = slide.shapes.add_table(len(lines), len(header), MARGIN, BODY_TOP, sum(widths), row_h * len(lines))
+        table = shape.table
+        for column, width in zip(table.columns, widths):
+            column.width = int(width)
+        height = 0.0
+        for i, values in enumerate(lines):
+            table.rows[i].height = row_h
+            for j, value in enumerate(values):
+                cell = table.cell(i, j)
+                cell.text = str(value)
+                for p in cell.text_frame.paragraphs:
+                    for r in p.runs:
+                        r.font.size = Pt(size)
+                        r.font.bold = i <= 1
+        spans, start = [], 0  # the group row's cells: each as wide as the columns it spans
+        for label, span in groups:
+            spans.append((label, sum(widths[start : start + span])))
+            start += span
+        for i, values in enumerate(lines):  # each row's height as a reader sees it (merged cells: their width)
+            cells = spans if i == 0 else list(zip(values, widths))
+            needed = max(text_height_pt([(v, size)], w / EMU_PER_PT - 14.4) for v, w in cells)
+            height += max(needed + 7.2, row_h / EMU_PER_PT)
+        start = 0
+        for _, span in groups:
+            if span > 1:
+                table.cell(0, start).merge(table.cell(0, start + span - 1))
+            start += span
+        top = BODY_TOP + int(height * EMU_PER_PT) + Inches(0.25)
+        self._box(slide, MARGIN, top, WIDTH - 2 * MARGIN, HEIGHT - top - Inches(0.3), [f"• {t}" for t in items])
+        return slide
+
     def save(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.prs.save(str(path))
@@ -232,10 +280,99 @@ def _review_numbers(review, lang: str) -> dict[str, str]:
     }
 
 
+def _duration(seconds: float, lang: str) -> str:
+    """``45 s``, ``12 min``, ``6,3 h``, ``2,8 jours``; ``—`` when not measured."""
+    if seconds is None or math.isnan(seconds):
+        return "—"
+    if seconds < 90:
+        return f"{integer(seconds, lang)} s"
+    if seconds < 90 * 60:
+        return f"{integer(seconds / 60, lang)} min"
+    if seconds < 48 * 3600:
+        return f"{number(seconds / 3600, lang, 1)} h"
+    return f"{number(seconds / 86400, lang, 1)} {text(lang, 'days')}"
+
+
+def _memory(mb: float, lang: str) -> str:
+    """Peak memory from MiB: ``850 Mo``, ``1,2 Go``; ``—`` when not measured."""
+    if mb is None or math.isnan(mb):
+        return "—"
+    if mb < 1024:
+        return f"{integer(mb, lang)} {text(lang, 'mb')}"
+    return f"{number(mb / 1024, lang, 1)} {text(lang, 'gb')}"
+
+
+def scale_table(section, lang: str, machine_gb: float) -> dict:
+    """The scale bench's slide in ``lang``: title, grouped header, rows and bullets. Columns 1-2
+    are the bench's measured figures at its largest size, 3-4 its 4 M extrapolations; every
+    bullet with a number says which it is."""
+    L, v, table = lang, section.values, section.tables["stages"]
+    n, n_before = integer(v["n"], L), v["n_before"]
+    rows = [
+        [text(L, f"scale_row_{r.row}"), _duration(r.seconds, L), _memory(r.peak_mb, L)]
+        + [_duration(r.seconds_4m, L), _memory(r.peak_mb_4m, L)]
+        for r in table.itertuples()
+    ]
+    with_memory = table[table.peak_mb_4m.notna()]
+    items = [
+        text(
+            L,
+            "scale_pipe_1",
+            n=n,
+            copy_rate=percent(v["copy_rate"], L, 0),
+            recall=percent(v["recall"], L, 1),
+            confirmations=number(v["confirmations_per_image"], L, 2),
+        )
+    ]
+    if {"hashing", "confirmation"} & set(table.row):
+        items.append(
+            text(
+                L,
+                "scale_pipe_2",
+                n_brief=integer(v["n_brief"], L),
+                hash_s=number(v["hash_s_per_image"], L, 3),
+                pair_s=number(v["confirm_s_per_pair"], L, 3),
+            )
+        )
+    if n_before is None or not len(with_memory):
+        items.append(text(L, "scale_pipe_3_none"))
+        return {
+            "title": text(L, "scale_pipe_title_measured", n=n),
+            "groups": [("", 1), (text(L, "scale_measured", n=n), 2), (text(L, "scale_extrapolated"), 2)],
+            "header": text(L, "scale_pipe_header").split("|"),
+            "rows": rows,
+            "items": items,
+        }
+    items.append(text(L, "scale_pipe_3", n=n, n_before=integer(n_before, L)))
+    worst = with_memory.loc[with_memory.peak_mb_4m.idxmax()]
+    fits = bool(worst.peak_mb_4m <= machine_gb * 1024)
+    cores = re.match(r"\s*(\d+) cores", v["machine"])
+    items.append(
+        text(
+            L,
+            "scale_pipe_4_fits" if fits else "scale_pipe_4_over",
+            memory=_memory(worst.peak_mb_4m, L),
+            stage=text(L, f"scale_row_{worst.row}").lower(),
+            machine_gb=integer(machine_gb, L),
+            total=_duration(table.seconds_4m.sum(), L),
+            cores=text(L, "scale_cores", cores=cores.group(1)) if cores else text(L, "scale_bench_machine"),
+        )
+    )
+    title = "scale_pipe_title_fits" if fits else "scale_pipe_title_over"
+    return {
+        "title": text(L, title, stage=text(L, f"scale_row_{worst.row}").lower()),
+        "groups": [("", 1), (text(L, "scale_measured", n=n), 2), (text(L, "scale_extrapolated"), 2)],
+        "header": text(L, "scale_pipe_header").split("|"),
+        "rows": rows,
+        "items": items,
+    }
+
+
 def plan(facts: Facts) -> list[str]:
     """The slides in order: the answers slide cites pages from it."""
     keys = ["title", "answers", "data", "pipeline", "features", "cluster", "semi", "le", "gen", "op", "dod"]
-    keys += ["scale", "cond"] + (["review"] if facts["review"] is not None else []) + ["next", "sources"]
+    keys += ["scale"] + (["scale_pipeline"] if facts["scale_bench"] is not None else [])
+    keys += ["cond"] + (["review"] if facts["review"] is not None else []) + ["next", "sources"]
     return keys
 
 
@@ -540,6 +677,17 @@ def build(facts: Facts, lang: str, settings: dict, out: Path) -> Path:
         scale_items[:4],
         facts["cost"].cites,
     )
+    if facts["scale_bench"] is not None:
+        slide = scale_table(facts["scale_bench"], L, settings.get("machine_gb", 16))
+        deck.next("scale_pipeline").grouped_table(
+            slide["title"],
+            slide["groups"],
+            slide["header"],
+            slide["rows"],
+            slide["items"],
+            facts["scale_bench"].cites,
+            widths=[Inches(3.9)] + [Inches(2.1)] * 4,
+        )
     audit = cost["audit"]
     deck.next("cond").bullets(
         text(L, "cond_title"),

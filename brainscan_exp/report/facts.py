@@ -19,6 +19,18 @@ from brainscan_exp.report.label_efficiency import summarise_budgets
 from brainscan_exp.report.sources import MissingSource, Results, Run, Runs
 
 REVIEW_BENCHMARK = "review_benchmark.json"  # the review round trip's benchmark (scripts/results)
+BENCH_SCALE = "bench_scale.json"  # the scale bench (scripts/bench_scale.py)
+# the scale slide's rows, in the pipeline's order: row -> the bench stages it adds up (times summed,
+# peak memory the largest: each stage runs in its own process). hashing and confirmation need the
+# pixels, so the bench extrapolates them from the brief's real images and measures no size of them.
+SCALE_ROWS: dict[str, tuple[str, ...]] = {
+    "hashing": (),
+    "candidates": ("hash_candidates", "ann", "merge_cap"),
+    "confirmation": (),
+    "predict": ("predict",),
+    "review": ("review",),
+}
+SCALE_ALIASES = {"predict": "score"}  # the first bench (sizes 100 k and 250 k) called predict's work "score"
 
 
 @dataclass
@@ -198,6 +210,62 @@ def _review_benchmark(results: Results) -> Section | None:
     return Section(dict(chosen), [cite], tables={"scenarios": rows.reset_index(drop=True)})
 
 
+def _scale_bench(results: Results) -> Section | None:
+    """The scale bench's table (``bench_scale.json``): per row of :data:`SCALE_ROWS`, time and peak
+    memory at the largest size measured and at 4 M (extrapolated), with the planted-copy recall and
+    the confirmations per image at the largest size. Every figure is checked to carry the label the
+    bench gave it (``measured``, ``extrapolated...``): the slide shows them under that label."""
+    found = results.find(BENCH_SCALE)
+    if found is None or not found.get("sizes"):
+        return None
+    sizes = sorted(int(n) for n in found["sizes"])
+    n = sizes[-1]
+    at_n, at_4m = found["sizes"][str(n)], found.get("extrapolated_4M", {})
+
+    def labelled(entry: dict, kind: str) -> dict:
+        if not str(entry.get("label", "")).startswith(kind):
+            raise ValueError(f"{BENCH_SCALE}: a figure labelled {entry.get('label')!r} where {kind!r} is expected")
+        return entry
+
+    rows = []
+    for row, wanted in SCALE_ROWS.items():
+        stages = [s if s in at_n else SCALE_ALIASES.get(s, s) for s in wanted]
+        stages = [s for s in stages if s in at_n]
+        if wanted and not stages:
+            continue  # a bench without this stage: no row
+        if not wanted and row not in at_4m:
+            continue
+        measured = [labelled(at_n[s], "measured") for s in stages]
+        extra = [labelled(at_4m[s], "extrapolated") for s in (stages or [row]) if s in at_4m]
+        rows.append(
+            {
+                "row": row,
+                "stages": "+".join(stages) or row,
+                "seconds": sum(m["seconds"] for m in measured) if measured else np.nan,
+                "peak_mb": max(m["peak_rss_mb"] for m in measured) if measured else np.nan,
+                "seconds_4m": sum(e["seconds"] for e in extra) if extra else np.nan,
+                "peak_mb_4m": max((e["peak_rss_mb"] for e in extra if "peak_rss_mb" in e), default=np.nan),
+            }
+        )
+    merge = labelled(at_n["merge_cap"], "measured") if "merge_cap" in at_n else {}
+    brief = found.get("brief", {})
+    values = {
+        "n": n,
+        "n_before": sizes[-2] if len(sizes) > 1 else None,
+        "target": 4_000_000,
+        "recall": merge.get("planted_pair_recall", np.nan),
+        "confirmations_per_image": merge.get("confirmations_per_image", np.nan),
+        "copy_rate": found.get("corpus", {}).get("copy_rate", np.nan),
+        "n_brief": brief.get("n_images", np.nan),
+        "hash_s_per_image": labelled(brief, "measured").get("hashing_seconds_per_image", np.nan) if brief else np.nan,
+        "confirm_s_per_pair": brief.get("confirmation_seconds_per_pair", np.nan),
+        "machine": found.get("machine", ""),
+        "extrapolation": {k: v["label"] for k, v in at_4m.items()},
+    }
+    cite = f"{results.cite(BENCH_SCALE)} (command `{found.get('command', Results.PRODUCERS[BENCH_SCALE])}`)"
+    return Section(values, [cite], tables={"stages": pd.DataFrame(rows)})
+
+
 def _probe(results: Results, name: str) -> Section | None:
     found = results.glob(name)
     if not found:
@@ -237,6 +305,9 @@ def collect(runs: Runs, results: Results, label_efficiency_datasets: list[str], 
     sections["review"] = _review_benchmark(results)
     if sections["review"] is None:
         missing["review"] = Results.PRODUCERS[REVIEW_BENCHMARK]
+    sections["scale_bench"] = _scale_bench(results)
+    if sections["scale_bench"] is None:
+        missing["scale_bench"] = Results.PRODUCERS[BENCH_SCALE]
     sections["probe"] = _probe(results, probe)
     if sections["probe"] is None:
         missing["probe"] = "python scripts/probe_cv_auc.py"

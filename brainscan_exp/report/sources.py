@@ -127,6 +127,7 @@ class Results:
         "cost_model.json": "python scripts/cost_model.py",
         "bench_features.json": "python scripts/bench_features.py",
         "review_benchmark.json": "the review round trip's benchmark (issue: review round trip)",
+        "bench_scale.json": "python scripts/bench_scale.py",
     }
 
     def path(self, name: str) -> Path:

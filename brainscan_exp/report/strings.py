@@ -248,6 +248,33 @@ STRINGS: dict[str, dict[str, str]] = {
         "scale_cost": "coût du calcul (€, échelle logarithmique)",
         "scale_hours": "durée (h)",
         "scale_budget": "budget {budget}",
+        "scale_pipe_title_fits": "À 4 millions d'images, les étapes mesurées tiennent dans la mémoire d'une seule machine",
+        "scale_pipe_title_over": "À 4 millions d'images, l'étape « {stage} » dépasse la mémoire d'une machine",
+        "scale_pipe_title_measured": "Passage à l'échelle : ce qui est mesuré à {n} images",
+        "scale_pipe_header": "étape|durée|mémoire\nmaximale|durée|mémoire\nmaximale",
+        "scale_measured": "à {n} images : mesuré",
+        "scale_extrapolated": "à 4 millions : extrapolé",
+        "scale_row_hashing": "Empreintes des images",
+        "scale_row_candidates": "Repérage des quasi-copies",
+        "scale_row_confirmation": "Vérification des quasi-copies",
+        "scale_row_predict": "Prédiction sur tout le lot",
+        "scale_row_review": "Un lot de relecture",
+        "scale_pipe_1": "Mesuré sur {n} images simulées à partir de vraies images ({copy_rate} de copies cachées) : "
+        "{recall} des copies retrouvées, {confirmations} paire(s) à vérifier par image.",
+        "scale_pipe_2": "Empreintes et vérification demandent les pixels : mesurées sur les {n_brief} images du brief "
+        "({hash_s} s par image, {pair_s} s par paire), puis multipliées pour 4 millions (extrapolé).",
+        "scale_pipe_3": "Extrapolé : prolongé de {n} à 4 millions d'images selon la croissance mesurée depuis "
+        "{n_before}, jamais moins que proportionnelle.",
+        "scale_pipe_3_none": "Une seule taille mesurée : pas d'extrapolation à 4 millions.",
+        "scale_pipe_4_fits": "Au pire {memory} de mémoire ({stage}, extrapolé), sous les {machine_gb} Go d'une machine "
+        "courante ; ces étapes durent {total} {cores} (extrapolé).",
+        "scale_pipe_4_over": "Au pire {memory} de mémoire ({stage}, extrapolé), au-delà des {machine_gb} Go d'une "
+        "machine courante ; ces étapes durent {total} {cores} (extrapolé).",
+        "scale_cores": "sur {cores} cœurs",
+        "scale_bench_machine": "sur la machine du banc",
+        "days": "jours",
+        "mb": "Mo",
+        "gb": "Go",
         "cond_title": "À 5\u202f000\u00a0€, le calcul est faisable ; la relecture complète ne l'est pas",
         "cond_1": "Le budget paie {reads} lectures, soit {share} des {n_images} images.",
         "cond_2": "Condition 1 : relire {audit} coupes tumorales (~{audit_reads} lectures) pour prouver "
@@ -372,6 +399,33 @@ STRINGS: dict[str, dict[str, str]] = {
         "scale_cost": "compute cost (€, logarithmic scale)",
         "scale_hours": "time (h)",
         "scale_budget": "{budget} budget",
+        "scale_pipe_title_fits": "At 4 million images, the measured steps fit in the memory of a single machine",
+        "scale_pipe_title_over": "At 4 million images, the “{stage}” step exceeds one machine's memory",
+        "scale_pipe_title_measured": "Scaling up: what was measured at {n} images",
+        "scale_pipe_header": "step|time|peak\nmemory|time|peak\nmemory",
+        "scale_measured": "at {n} images: measured",
+        "scale_extrapolated": "at 4 million: extrapolated",
+        "scale_row_hashing": "Image fingerprints",
+        "scale_row_candidates": "Finding near-copy candidates",
+        "scale_row_confirmation": "Confirming near copies",
+        "scale_row_predict": "Scoring the whole pool",
+        "scale_row_review": "One review batch",
+        "scale_pipe_1": "Measured on {n} images simulated from real ones ({copy_rate} hidden copies): "
+        "{recall} of the copies found, {confirmations} pair(s) to check per image.",
+        "scale_pipe_2": "Fingerprints and confirmation need the pixels: measured on the brief's {n_brief} images "
+        "({hash_s} s per image, {pair_s} s per pair), then multiplied up to 4 million (extrapolated).",
+        "scale_pipe_3": "Extrapolated: carried from {n} to 4 million images at the growth measured from {n_before}, "
+        "never less than proportional.",
+        "scale_pipe_3_none": "One size measured: no extrapolation to 4 million.",
+        "scale_pipe_4_fits": "At worst {memory} of memory ({stage}, extrapolated), under the {machine_gb} GB of an "
+        "ordinary machine; these steps take {total} {cores} (extrapolated).",
+        "scale_pipe_4_over": "At worst {memory} of memory ({stage}, extrapolated), above the {machine_gb} GB of an "
+        "ordinary machine; these steps take {total} {cores} (extrapolated).",
+        "scale_cores": "on {cores} cores",
+        "scale_bench_machine": "on the bench's machine",
+        "days": "days",
+        "mb": "MB",
+        "gb": "GB",
         "cond_title": "At €5,000, compute is feasible; a full review is not",
         "cond_1": "The budget pays {reads} reads, {share} of the {n_images} images.",
         "cond_2": "Condition 1: read {audit} tumour slices (~{audit_reads} reads) to show sensitivity ≥ {bar}.",

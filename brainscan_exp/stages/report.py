@@ -40,6 +40,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         "commit": git_commit(cfg.paths.root_dir)[:10],
         "definition_of_done": OmegaConf.to_container(cfg.definition_of_done, resolve=True),
         "review_budget_eur": cfg.review.budget_eur,
+        "machine_gb": cfg.report.get("scale_machine_gb", 16),
     }
     out_dir = Path(cfg.report.out_dir)
     with open_run(cfg, run_name=f"report-{cfg.report.dataset}", report_dataset=cfg.report.dataset) as tracker:
