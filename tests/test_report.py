@@ -512,7 +512,7 @@ def test_the_scale_bench_slide_labels_every_number_and_cites_its_json(decks, sto
         assert bullets and all(
             re.search(measured + "|" + extrapolated, b, re.I) for b in bullets if re.search(r"\d", b)
         )
-        assert percent(0.9876, lang, 1) in bullets[0] and number(1.234, lang, 2) in bullets[0]
+        assert percent(0.9876, lang, 2) in bullets[0] and number(1.234, lang, 2) in bullets[0]
         assert deck_problems(path, lang) == []
     answers = [[c.text for c in row.cells] for row in next(x for x in slides[1].shapes if x.has_table).table.rows]
     assert next(r[2] for r in answers if r[0].startswith("4 M")) == f"{page - 1}–{page + 1}"  # cost, bench, conditions

@@ -320,7 +320,7 @@ def scale_table(section, lang: str, machine_gb: float) -> dict:
             "scale_pipe_1",
             n=n,
             copy_rate=percent(v["copy_rate"], L, 0),
-            recall=percent(v["recall"], L, 1),
+            recall=percent(v["recall"], L, 2),  # 99.96 % must not read as 100 %
             confirmations=number(v["confirmations_per_image"], L, 2),
         )
     ]

@@ -267,9 +267,9 @@ STRINGS: dict[str, dict[str, str]] = {
         "{n_before}, jamais moins que proportionnelle.",
         "scale_pipe_3_none": "Une seule taille mesurée : pas d'extrapolation à 4 millions.",
         "scale_pipe_4_fits": "Au pire {memory} de mémoire ({stage}, extrapolé), sous les {machine_gb} Go d'une machine "
-        "courante ; ces étapes durent {total} {cores} (extrapolé).",
+        "courante\u00a0; ces étapes durent {total} {cores} (extrapolé).",
         "scale_pipe_4_over": "Au pire {memory} de mémoire ({stage}, extrapolé), au-delà des {machine_gb} Go d'une "
-        "machine courante ; ces étapes durent {total} {cores} (extrapolé).",
+        "machine courante\u00a0; ces étapes durent {total} {cores} (extrapolé).",
         "scale_cores": "sur {cores} cœurs",
         "scale_bench_machine": "sur la machine du banc",
         "days": "jours",
