@@ -104,6 +104,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--ann-search", default=DEFAULT_ANN[1])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
+        "--review-batches",
+        type=int,
+        nargs="*",
+        default=[1000, 5000],
+        help="review rounds of these sizes at the largest size (the 4 M recipe: 5,000 reads for EUR 5,000)",
+    )
+    ap.add_argument(
         "--reuse",
         action="store_true",
         help="take a stage's result from its log in --work when one is there (same settings assumed)",
@@ -431,16 +438,17 @@ def stage_predict(args, n: int) -> dict:
     }
 
 
-def stage_review(args, n: int) -> dict:
+def stage_review(args, n: int, batch_size: int | None = None) -> dict:
     """One experiment=review batch on a pool of ``n``: the same fit, then the queue by the
-    configured strategies (kcenter rounds; the batch size and audit share of ``review``)."""
+    configured strategies (kcenter rounds; the batch size and audit share of ``review``, or
+    ``batch_size`` reads)."""
     from brainscan_exp.core.review_queue import PoolView, choose_reads
 
     cfg, _, pool, X_lab, prediction = _predict(args, n)
     t0 = time.perf_counter()
     r = cfg.review
     view = PoolView.of(prediction, pool, X_lab)
-    idx, reasons = choose_reads(r.strategy, view, r.batch_size, r.audit_share, cfg.seed)
+    idx, reasons = choose_reads(r.strategy, view, batch_size or r.batch_size, r.audit_share, cfg.seed)
     return {
         "queue_seconds": time.perf_counter() - t0,
         "strategy": str(r.strategy),
@@ -471,7 +479,12 @@ def child(args) -> None:
     stage, n = args.child[0], int(args.child[1])
     imports_mb = _peak_rss_mb()
     t0 = time.perf_counter()
-    extra = make_corpus(args, n) if stage == "corpus" else globals()[f"stage_{stage}"](args, n)
+    if stage == "corpus":
+        extra = make_corpus(args, n)
+    elif stage.startswith("review_batch_"):  # a review round of another size (the 4 M recipe's)
+        extra = stage_review(args, n, int(stage.rsplit("_", 1)[1]))
+    else:
+        extra = globals()[f"stage_{stage}"](args, n)
     print(
         "RESULT "
         + json.dumps(
@@ -720,6 +733,11 @@ def main(argv=None) -> dict:
             if stage not in rows[n]:
                 rows[n][stage] = run_child(args, stage, n)
     report["sizes"] = {str(n): r for n, r in rows.items()}
+    largest = max(rows)
+    report["review_batches"] = {
+        "n": largest,
+        "batches": {str(b): run_child(args, f"review_batch_{b}", largest) for b in args.review_batches},
+    }
     sizes = sorted(rows)
     growth = {}
     for a, b in zip(sizes, sizes[1:]):
@@ -778,6 +796,9 @@ def print_table(report: dict) -> None:
         x = report.get("extrapolated_4M", {}).get(stage)
         xs = f"{x['seconds']:.0f} s / {x['peak_rss_mb']:.0f} MiB" if x else "-"
         print(f"| {stage} | " + " | ".join(cells) + f" | {exp} | {xs} |")
+    rb = report.get("review_batches", {})
+    for b, r in rb.get("batches", {}).items():
+        print(f"review round of {int(b):,} reads at n={rb['n']:,}: {r['seconds']:.1f} s, {r['peak_rss_mb']:.0f} MiB")
     for n in sizes:
         mc = report["sizes"][str(n)]["merge_cap"]
         print(

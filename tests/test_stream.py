@@ -52,5 +52,8 @@ def test_model_scores_keep_every_model_and_leave_no_memmap_page_resident(tmp_pat
     np.testing.assert_allclose(each, expected, rtol=1e-5)
     np.testing.assert_allclose(mean, expected.astype(np.float64).mean(axis=0), rtol=1e-12)
     assert _file_rss_kb(path) < 1024, "the chunks' pages stayed resident"
+    sample = RowView(pool, rows)[np.arange(0, len(X), 7)]  # a scattered sample (kcenter's)
+    np.testing.assert_array_equal(sample, X[rows[::7]])
+    assert _file_rss_kb(path) < 1024, "the sample's pages stayed resident"
     np.asarray(pool[:])[:, 0].sum()  # a plain full read keeps them: the check above can fail
     assert _file_rss_kb(path) > 4096

@@ -10,10 +10,11 @@ handed back to the page cache, so resident memory is one chunk and the scores, w
 
 from __future__ import annotations
 
-import mmap
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
+
+from brainscan_exp.features.vectors import RowView, release_pages
 
 __all__ = ["iter_chunks", "model_scores", "score_chunks"]
 
@@ -24,31 +25,16 @@ def _positive_proba(model, X: np.ndarray) -> np.ndarray:
     return np.asarray(model.decision_function(X))
 
 
-def _release(matrix) -> None:
-    """Drop a memmap's pages from this process (they stay in the page cache): without it every
-    row read stays resident and a pass over a 4 M-row memmap holds 8 GB."""
-    base = getattr(matrix, "matrix", matrix)  # a RowView reads from its matrix
-    handle = getattr(base, "_mmap", None)
-    if handle is not None and hasattr(handle, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
-        handle.madvise(mmap.MADV_DONTNEED)
-
-
 def iter_chunks(
     matrix, rows: np.ndarray | None = None, chunk_size: int = 32_768
 ) -> Iterator[tuple[int, int, np.ndarray]]:
     """``(start, stop, X)``: float32 copies of consecutive blocks of ``matrix`` (or of its
     ``rows``, read in sorted order and put back in the caller's), ``chunk_size`` rows each."""
-    n = len(matrix) if rows is None else len(rows)
-    for start in range(0, n, chunk_size):
-        stop = min(n, start + chunk_size)
-        if rows is None:
-            X = np.array(matrix[start:stop], dtype=np.float32)
-        else:
-            part = np.asarray(rows[start:stop], dtype=np.int64)
-            order = np.argsort(part, kind="stable")  # sequential reads on a memmap
-            X = np.empty((len(part), matrix.shape[1]), np.float32)
-            X[order] = matrix[part[order]]
-        _release(matrix)
+    source = matrix if rows is None else RowView(matrix, rows)  # sorted reads, put back in order
+    for start in range(0, len(source), chunk_size):
+        stop = min(len(source), start + chunk_size)
+        X = np.array(source[start:stop], dtype=np.float32)
+        release_pages(matrix)
         yield start, stop, X
 
 

@@ -29,6 +29,8 @@ import numpy as np
 import pandas as pd
 from sklearn.neighbors import NearestNeighbors
 
+from brainscan_exp.features.vectors import release_pages
+
 __all__ = [
     "ann_index",
     "ann_search",
@@ -239,6 +241,13 @@ def hash_candidates(
     return out.reset_index(drop=True)[columns]
 
 
+def _read(embeddings: np.ndarray, key) -> np.ndarray:
+    """A float32 copy of ``embeddings[key]``, a memmap's pages unmapped after the read."""
+    block = np.array(embeddings[key], dtype=np.float32)
+    release_pages(embeddings)
+    return block
+
+
 def _unit(block: np.ndarray) -> np.ndarray:
     block = np.array(block, dtype=np.float32)  # a copy: memmaps stay read-only
     norms = np.linalg.norm(block, axis=1, keepdims=True)
@@ -277,9 +286,9 @@ def ann_index(
             pass
         size = min(n, TRAIN_PER_LIST * nlist)
         sample = np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
-        idx.train(_unit(embeddings[sample]))
+        idx.train(_unit(_read(embeddings, sample)))
     for start in range(0, n, chunk_size):
-        idx.add(_unit(embeddings[start : start + chunk_size]))
+        idx.add(_unit(_read(embeddings, slice(start, start + chunk_size))))
     if search_params:
         faiss.ParameterSpace().set_index_parameters(idx, search_params)
     return idx
@@ -291,7 +300,7 @@ def ann_search(idx, embeddings: np.ndarray, n_neighbors: int, start: int = 0, st
     distances)``. The distances are recomputed from the vectors, since an index's own are
     approximate (SQ8 codes) or not cosines at all (a PCA prefix centres and projects)."""
     stop = len(embeddings) if stop is None else stop
-    queries = _unit(embeddings[start:stop])
+    queries = _unit(_read(embeddings, slice(start, stop)))
     _, nbrs = idx.search(queries, n_neighbors + 1)
     nbrs = nbrs.astype(np.int64)
     dist = np.full(nbrs.shape, np.inf, dtype=np.float32)
@@ -300,7 +309,7 @@ def ann_search(idx, embeddings: np.ndarray, n_neighbors: int, start: int = 0, st
         rows = nbrs[found, col]
         order = np.argsort(rows, kind="stable")  # sequential reads on a memmap
         block = np.empty((len(rows), embeddings.shape[1]), np.float32)
-        block[order] = embeddings[rows[order]]
+        block[order] = _read(embeddings, rows[order])
         dist[found, col] = 1.0 - np.einsum("ij,ij->i", queries[found], _unit(block))
     return np.arange(start, stop, dtype=np.int64), nbrs, dist
 
@@ -379,8 +388,8 @@ def _cosine_of(embeddings: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarr
     out = np.empty(len(i), dtype=np.float64)
     step = 32_768  # pairs per block: two (step, d) float64 blocks, ~270 MB at d = 520
     for s in range(0, len(i), step):
-        a = np.asarray(embeddings[i[s : s + step]], dtype=np.float64)
-        b = np.asarray(embeddings[j[s : s + step]], dtype=np.float64)
+        a = _read(embeddings, i[s : s + step]).astype(np.float64)
+        b = _read(embeddings, j[s : s + step]).astype(np.float64)
         na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
         na[na == 0], nb[nb == 0] = 1.0, 1.0
         out[s : s + step] = 1.0 - np.einsum("ij,ij->i", a, b) / (na * nb)
