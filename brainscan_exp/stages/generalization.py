@@ -548,9 +548,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
         }
         if precision is not None:
             parent.set_tags({"chosen/precision": precision["default"]})
-        if g.get("results_json"):
+        if g.get("results_json"):  # and the markdown beside it, as the review benchmark does
             Path(g.results_json).parent.mkdir(parents=True, exist_ok=True)
             Path(g.results_json).write_text(json.dumps(result, indent=1, default=str))
+            Path(g.results_json).with_suffix(".md").write_text(markdown)
         log.info(
             "generalization: chosen %s; worst case AUC %.3f, sensitivity %.3f, specificity %.3f (%.0f s)",
             {k: chosen[k] for k in ("embedding", "head", "rule")},
