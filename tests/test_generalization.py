@@ -29,7 +29,11 @@ def test_benchmark_writes_one_table_and_chooses_by_the_worst_case(train_cfg, tmp
         # a precision candidate: the same backbone at bf16, on one head only
         g.embeddings = {
             "lite0_s3": lite0,
-            "lite0_s3_bf16": {"backbones": lite0, "features": {"precision": "bf16"}, "heads": ["C0.1"]},
+            "lite0_s3_bf16": {
+                "backbones": lite0,
+                "features": {"precision": "bf16", "runtime": "openvino"},  # debug=fast runs torch
+                "heads": ["C0.1"],
+            },
         }
         g.heads = {"C0.1": {"C": 0.1, "whiten": 0}, "white": {"C": 0.1, "whiten": 8}}
         speeds = {"fp32": 100.0, "bf16": 300.0}
