@@ -58,6 +58,7 @@ def test_benchmark_writes_one_table_and_chooses_by_the_worst_case(train_cfg, tmp
             )
         g.precision.update(
             embedding="lite0_s3",
+            bar_backbone="tf_efficientnet_lite0:3",
             head="C0.1",
             speeds_json=str(tmp_path / "speeds.json"),
             review_json=str(tmp_path / "review_{precision}.json"),
