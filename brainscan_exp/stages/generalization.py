@@ -305,6 +305,11 @@ def precision_table(cfg: DictConfig, worst: pd.DataFrame, table: pd.DataFrame) -
     chosen head and rule; end-to-end img/s on the brief's images from ``speeds_json``; the review
     benchmark's missed tumours from ``review_json`` run at each precision (``core/precision.py``)."""
     g, pc = cfg.generalization, cfg.generalization.precision
+    if pc.embedding not in g.embeddings:
+        raise ValueError(
+            f"generalization.precision.embedding={pc.embedding} is not a candidate in generalization.embeddings "
+            f"({', '.join(g.embeddings)}): name one, or set generalization.precision=null"
+        )
     ref_blocks = OmegaConf.to_container(
         ListConfig(embedding_candidate(pc.embedding, g.embeddings[pc.embedding], g.heads)[0]), resolve=True
     )
@@ -363,7 +368,11 @@ def precision_table(cfg: DictConfig, worst: pd.DataFrame, table: pd.DataFrame) -
 
 
 def precision_markdown(rows: pd.DataFrame, chosen: str, pc: DictConfig) -> str:
-    fmt = lambda x: f"{x:.3f}" if isinstance(x, float) else str(x)  # noqa: E731
+    def fmt(x) -> str:
+        if isinstance(x, float) and x.is_integer():  # counts (missed tumours)
+            return str(int(x))
+        return f"{x:.1f}" if isinstance(x, float) and abs(x) >= 10 else f"{x:.3f}" if isinstance(x, float) else str(x)
+
     cols = [
         "precision",
         "embedding",
