@@ -23,7 +23,12 @@ What it measures, and why:
 - ``peak_rss_mb`` at each size, each in a fresh subprocess (this script with ``--child``): the
   stage streams shards, so memory must not grow with the dataset (bar < 10 %);
 - ``kill_test``: SIGKILL a child at ~50 % of the images, rerun, count recomputed vs missing, and
-  compare bytes with an uninterrupted run (all three runs in children with the same threads).
+  compare bytes with an uninterrupted run (all three runs in children with the same threads);
+- ``precision``: ``features.precision`` fp32, bf16 and int8 (NNCF, calibrated on a seeded sample of
+  the brief's images) on OpenVINO, for the features stage's backbone and the predict pipeline's
+  embedding (Lite2 levels 2-4): model-only and end to end on the brief's images, paired and
+  interleaved in one run (bar for a lower precision to become the default: >= 400 img/s end to
+  end); which precision is the default is chosen by the task metric (experiment=generalization).
 
 Generated images are cached by index (image i depends only on (seed, i)) in a temp folder.
 
@@ -31,6 +36,8 @@ Usage::
 
     python scripts/bench_features.py                 # everything (~15 min on 2 cores)
     python scripts/bench_features.py --quick         # smaller sizes, no RSS / kill test
+    python scripts/bench_features.py --precision-only  # the precision table alone (~6 min):
+                                                     # scripts/results/bench_features_precision.json
 """
 
 from __future__ import annotations
@@ -53,13 +60,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import PROJECT_ROOT, RESULTS_DIR, ensure_bench_images, env_info, peak_rss_mb, write_json
 
 CHILD_MARKER = "@@BENCH_CHILD_RESULT@@ "
-BARS = {"stage_images_per_s_min": 250, "ratio_min": 0.85, "rss_growth_max": 0.10, "agreement_max_rel": 1e-4}
+BARS = {
+    "stage_images_per_s_min": 250,
+    "ratio_min": 0.85,
+    "rss_growth_max": 0.10,
+    "agreement_max_rel": 1e-4,
+    "lower_precision_stage_images_per_s_min": 400,  # issue 21: bf16/int8 as the default only at >= 400 img/s
+}
 # ../shared next to the checkout (a git worktree under wt/ has it one level further up)
 REAL_DATA = next(
     (d for d in (p / "shared" / "data" / "mri_dataset_brain_cancer_oc" for p in PROJECT_ROOT.parents) if d.is_dir()),
     PROJECT_ROOT.parent / "shared" / "data" / "mri_dataset_brain_cancer_oc",
 )
 RUNTIMES = ["torch", "onnxruntime", "openvino"]
+PRECISIONS = ["fp32", "bf16", "int8"]
+# backbone:feature levels of the precision table: the features stage's default (conf/backbone) and
+# the predict pipeline's embedding (conf/experiment/predict.yaml, the generalization benchmark's choice)
+PRECISION_BACKBONES = ["tf_efficientnet_lite0:3", "tf_efficientnet_lite2:2,3,4"]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -81,12 +98,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data", default=str(REAL_DATA), help="real images: avec_labels/{cancer,normal}, sans_label")
     p.add_argument("--data-second", default=str(REAL_DATA.parent / "brain_mri_oc"), help="a second real collection")
     p.add_argument("--compute-batches", type=int, nargs="+", default=[2, 4, 8], help="swept on the default runtime")
+    p.add_argument("--precisions", nargs="+", default=PRECISIONS, help="features.precision values compared")
+    p.add_argument(
+        "--precision-backbones", nargs="+", default=PRECISION_BACKBONES, help="name:levels (comma-separated)"
+    )
+    p.add_argument("--precision-only", action="store_true", help="only the precision table (its own JSON)")
     p.add_argument("--work-dir", default=None, help="stores and exports (default: a temp folder, removed)")
-    p.add_argument("--out", default=str(RESULTS_DIR / "bench_features.json"))
+    p.add_argument("--out", default=None, help="default: scripts/results/bench_features[_precision].json")
     p.add_argument("--child", choices=["rss", "run"], default=None, help=argparse.SUPPRESS)
     p.add_argument("--child-cache", default=None, help=argparse.SUPPRESS)
     p.add_argument("--child-n", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.out is None:
+        args.out = str(
+            RESULTS_DIR / ("bench_features_precision.json" if args.precision_only else "bench_features.json")
+        )
     if args.quick:
         args.stage_images, args.repeats, args.unlabelled = 256, 1, 50
         args.sizes, args.kill_images, args.decode_threads, args.compute_batches = [], 0, [], []
@@ -140,10 +166,11 @@ def model_only(embedder, batch, repeats: int, rounds: int = 6) -> float:
 
 
 def stage_rate(extractor, paths, backbone, mri, model, repeats: int) -> dict:
-    """``FeatureExtractor.run`` on a fresh store each repeat (the export stays cached)."""
+    """``FeatureExtractor.run`` on a fresh store each repeat (the export, and an int8 model
+    calibrated on ``paths``, stay cached)."""
     rates = []
     for _ in range(repeats):
-        store = extractor.store_for(backbone, mri, model)
+        store = extractor.store_for(backbone, mri, model, paths_by_hash=paths)
         shutil.rmtree(store.dir)
         _, stats = extractor.run(paths, backbone, mri, model)
         rates.append(stats["images_per_s"])
@@ -202,7 +229,8 @@ def paired_rates(work: Path, backbone, mri, model, collections: dict, variants: 
     samples: dict = {v: {"model": [], **{c: [] for c in collections}} for v in variants}
     for _ in range(repeats):
         for v, extractor in extractors.items():
-            embedder = extractor.embedder(backbone, mri, model)
+            # int8: quantised on a sample of the first collection (the brief's), as its stage run is
+            embedder = extractor.embedder(backbone, mri, model, extractor.calibration_for(first))
             batch = embedder.decoder.decode(list(first.values())[:32])
             samples[v]["model"].append(model_only(embedder, batch, 1))
             embedder.close()
@@ -219,6 +247,38 @@ def paired_rates(work: Path, backbone, mri, model, collections: dict, variants: 
                 "stage_all": rows[c],
                 "ratio": _median(rows[c]) / model_rate,
             }
+    return out
+
+
+def precision_table(args, work: Path, mri, collections: dict) -> dict:
+    """fp32 / bf16 / int8 on OpenVINO per backbone: model-only and end to end on the brief's
+    images, paired and interleaved (``paired_rates``) so that drift hits every precision alike.
+    The int8 model is quantised before timing (on a seeded sample of the brief's images, cached)."""
+    from brainscan_exp.features import FeatureExtractor
+    from brainscan_exp.models.backbones import Backbone
+
+    brief = {"brief": collections["brief"]}
+    out = {}
+    for spec in args.precision_backbones:
+        name, levels = spec.split(":")
+        backbone = Backbone(name, args.weights, out_indices=[int(i) for i in levels.split(",")])
+        model = backbone.build()
+        variants = {p: {"runtime": "openvino", "precision": p} for p in args.precisions}
+        for p, kw in variants.items():  # exports and quantisation outside the timed runs
+            start = time.perf_counter()
+            extractor = FeatureExtractor(str(work / "stage"), progress=False, **kw)
+            extractor.model_file(backbone, mri, model, extractor.calibration_for(brief["brief"]))
+            print(f"  {spec} {p}: model ready in {time.perf_counter() - start:.1f} s", flush=True)
+        rates = paired_rates(work, backbone, mri, model, brief, variants, repeats=args.repeats)
+        for p, row in rates.items():
+            row["stage_bar_met"] = row["brief"]["stage_images_per_s"] >= BARS["lower_precision_stage_images_per_s_min"]
+            row["speedup_vs_fp32"] = row["brief"]["stage_images_per_s"] / rates["fp32"]["brief"]["stage_images_per_s"]
+            print(
+                f"  {spec} {p}: model-only {row['model_only_images_per_s']:.1f} img/s, end to end on the brief's "
+                f"images {row['brief']['stage_images_per_s']:.1f} img/s (x{row['speedup_vs_fp32']:.2f} fp32)",
+                flush=True,
+            )
+        out[spec] = rates
     return out
 
 
@@ -354,6 +414,16 @@ def main(argv=None) -> dict:
     from brainscan_exp.features.runtimes import runtime_info
 
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="bench_features_"))
+    if args.precision_only:
+        result = {"env": env_info(), "args": vars(args), "bars": BARS}
+        result["env"]["cpu"] = runtime_info("openvino", "fp32")
+        collections = real_collections(Path(args.data), Path(args.data_second))
+        result["precision"] = precision_table(args, work, _mri(args), collections)
+        if not args.work_dir:
+            shutil.rmtree(work, ignore_errors=True)
+        write_json(result, args.out)
+        print(f"wrote {args.out}")
+        return result
     backbone, mri = _backbone(args), _mri(args)
     model = backbone.build()
     labelled, labels, unlabelled = real_images(Path(args.data), args.unlabelled)
@@ -455,6 +525,7 @@ def main(argv=None) -> dict:
     result["draft_decode"]["cv_auc_full"] = aucs["torch/fp32"]["cv_auc_3dp"]
     print(f"  draft vs full decode: {result['draft_decode']}", flush=True)
 
+    result["precision"] = precision_table(args, work, mri, collections)
     if args.sizes:
         result["peak_rss"] = rss(args, work)
     if args.kill_images:

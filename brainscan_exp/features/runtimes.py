@@ -7,7 +7,8 @@ zero-padded): kernels are chosen by shape, so a fixed shape makes an image's emb
 of how callers cut their batches.
 
 The ONNX file is exported once per (weights digest, feature levels, pooling, tta, input size) and
-cached on disk; OpenVINO keeps its compiled blobs next to it (its ``CACHE_DIR``).
+cached on disk; OpenVINO keeps its compiled blobs next to it (its ``CACHE_DIR``), and
+``features.precision=int8`` its quantised model (``features/quantize.py``).
 """
 
 from __future__ import annotations
@@ -30,13 +31,13 @@ from brainscan_exp.models.backbones import Backbone
 log = logging.getLogger(__name__)
 
 RUNTIMES = ("torch", "onnxruntime", "openvino")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "int8")
 ONNX_OPSET = 18
 # PERFORMANCE_HINT: on 2 cores LATENCY (one stream on all cores) is faster end to end than
 # THROUGHPUT (one stream per core): 239.7 vs 215.2 img/s, while the model alone ties (372.7 vs
 # 380.5 img/s). scripts/bench_features.py measures both
 OPENVINO_HINT = "LATENCY"
-AGREEMENT_TOL = 1e-4  # max over images of ||a - b|| / ||b|| against torch fp32
+AGREEMENT_TOL = 1e-4  # max over images of ||a - b|| / ||b|| against torch fp32: a check of the fp32 export only
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
 
 
@@ -95,9 +96,13 @@ def resolve(runtime: str, device: torch.device) -> str:
 
 def check_precision(runtime: str, precision: str, device: torch.device) -> None:
     if precision not in PRECISIONS:
-        raise ValueError(f"features.precision must be fp32|bf16, got {precision!r}")
+        raise ValueError(f"features.precision must be {'|'.join(PRECISIONS)}, got {precision!r}")
     if precision == "bf16" and not (runtime == "openvino" or (runtime == "torch" and device.type == "cuda")):
         raise ValueError("features.precision=bf16 needs runtime=openvino (CPU) or runtime=torch on a GPU")
+    if precision == "int8" and runtime != "openvino":
+        raise ValueError(
+            f"features.precision=int8 is OpenVINO's NNCF-quantised model: set features.runtime=openvino (got {runtime})"
+        )
 
 
 def export_spec(backbone: Backbone, digest: str, input_size: tuple[int, ...]) -> dict:
@@ -197,14 +202,19 @@ class OnnxRuntime:
 
 class OpenVinoRuntime:
     """OpenVINO on CPU, static batch shape, ``OPENVINO_HINT``; as many requests in flight as the
-    hint's streams, run asynchronously so the caller's decoding overlaps inference."""
+    hint's streams, run asynchronously so the caller's decoding overlaps inference.
 
-    def __init__(self, onnx_path: Path, batch_shape: tuple[int, ...], precision: str = "fp32", hint: str | None = None):
+    ``model_path``: the ONNX export, or for int8 the quantised OpenVINO IR (``model.xml``), whose
+    quantised layers run in int8 and the others in f32."""
+
+    def __init__(
+        self, model_path: Path, batch_shape: tuple[int, ...], precision: str = "fp32", hint: str | None = None
+    ):
         import openvino as ov
 
         core = ov.Core()
-        core.set_property({"CACHE_DIR": str(Path(onnx_path).parent / "openvino")})
-        model = core.read_model(str(onnx_path))
+        core.set_property({"CACHE_DIR": str(Path(model_path).parent / "openvino")})
+        model = core.read_model(str(model_path))
         model.reshape({model.inputs[0]: list(batch_shape)})
         config = {
             "PERFORMANCE_HINT": hint or OPENVINO_HINT,

@@ -132,7 +132,7 @@ def prepare(cfg: DictConfig, tracker: MlflowRun, out_dir: Path) -> Prepared:
     # under DDP every rank runs this: rank 0 embeds, the others wait for its mark, then read the store
     done = content_key(
         {
-            "store": extractor.store_for(backbone, mri, model).key,
+            "store": extractor.store_for(backbone, mri, model, paths_by_hash).key,
             "extra": OmegaConf.to_container(extra_cfg) if extra_cfg else [],
             "data": catalogue.fingerprint,
         }

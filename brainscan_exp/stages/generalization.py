@@ -7,6 +7,11 @@ stress generator there: it says which pool images to keep) -> predictions for ev
 to ``predictions.parquet`` -> only then each scenario's truth scores them. One MLflow parent run,
 one child per scenario; ``generalization.csv`` / ``generalization.md`` in the run folder, and the
 choice with its command in ``generalization.results_json``.
+
+An embedding candidate may carry ``features`` overrides (e.g. ``precision: int8``): its rows sit
+beside fp32's, and ``generalization.precision`` chooses the default ``features.precision`` from
+them (``core/precision.py``), with the end-to-end speeds of ``scripts/bench_features.py`` and the
+missed tumours of ``experiment=review_benchmark`` run at each precision.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -31,6 +36,7 @@ from brainscan_exp.artefacts import atomic_write, content_key
 from brainscan_exp.core.calibrate import reads_for_budget
 from brainscan_exp.core.embed import embed, stack, whiten_with
 from brainscan_exp.core.evaluate import DefinitionOfDone, bootstrap_auc, score_predictions
+from brainscan_exp.core.precision import MEASURES, choose_precision
 from brainscan_exp.core.predict import decide, out_of_fold, predictions_table
 from brainscan_exp.core.scenarios import (
     Scenario,
@@ -43,7 +49,6 @@ from brainscan_exp.core.scenarios import (
 )
 from brainscan_exp.data.catalogue import Catalogue
 from brainscan_exp.data.loader import load_dataset
-from brainscan_exp.features.vectors import VectorTable
 from brainscan_exp.stages.common import log_config, open_run, output_dir, with_near_copies
 from brainscan_exp.stages.predict import definition_of_done, operating_point
 from brainscan_exp.tracking.mlflow_run import MlflowRun
@@ -72,6 +77,26 @@ def head(spec: DictConfig) -> tuple[object, bool]:
         regime = instantiate(spec.regime.method)
         return regime.estimator, regime.semi_supervised
     return make_pipeline(StandardScaler(), LogisticRegression(C=float(spec.C), max_iter=5000)), False
+
+
+def embedding_candidate(name: str, spec, heads: DictConfig) -> tuple[list, dict, list[str]]:
+    """(backbone overrides, ``features`` overrides, head names) of a candidate embedding: a list of
+    backbone overrides (every head), or ``{backbones, features, heads}``, e.g. the same backbones
+    at another ``features.precision`` with only the chosen head family."""
+    if isinstance(spec, ListConfig):
+        return list(spec), {}, list(heads)
+    backbones, names = spec.get("backbones"), list(spec.get("heads") or heads)
+    if backbones is None:
+        raise ValueError(
+            f"generalization.embeddings.{name}: a list of backbone overrides, or a mapping with `backbones` "
+            "(that list), optional `features` (overrides of the features group) and `heads` (names in generalization.heads)"
+        )
+    unknown = [h for h in names if h not in heads]
+    if unknown:
+        raise ValueError(
+            f"generalization.embeddings.{name}.heads names {unknown}, not in generalization.heads ({', '.join(heads)})"
+        )
+    return list(backbones), OmegaConf.to_container(spec.get("features") or {}, resolve=True), names
 
 
 def dataset_scenarios(
@@ -129,15 +154,16 @@ def predict_cells(
             for name, folds in scenarios.items()
         }
     )
-    for emb_name, blocks in g.embeddings.items():
+    # every dataset's images in one call: an int8 candidate is quantised once, on a sample of all of
+    # them, so that a cross-dataset scenario compares vectors of one model
+    paths_by_hash = {h: p for cat in catalogues.values() for h, p in zip(cat.files.pixel_hash, cat.files.path)}
+    for emb_name, spec in g.embeddings.items():
+        blocks, features, head_names = embedding_candidate(emb_name, spec, g.heads)
         backbones = [instantiate(OmegaConf.merge(cfg.backbone, block)) for block in blocks]
-        tables, store_keys = [], []
-        for cat in catalogues.values():
-            more, keys = embed(dict(zip(cat.files.pixel_hash, cat.files.path)), backbones, mri, extractor)
-            tables.append(more)
-            store_keys += keys
-        vectors = VectorTable.concat(tables)
-        for head_name, h in g.heads.items():
+        emb_extractor = instantiate(OmegaConf.merge(cfg.features, features)) if features else extractor
+        vectors, store_keys = embed(paths_by_hash, backbones, mri, emb_extractor)
+        for head_name in head_names:
+            h = g.heads[head_name]
             key = content_key(
                 {
                     "embedding": store_keys,
@@ -152,8 +178,8 @@ def predict_cells(
                 "brainscan_exp.stages.generalization",
             )
             cached = Path(cfg.paths.cache_dir) / "generalization" / f"{key}.parquet"
-            if cached.exists():  # an interrupted benchmark resumes cell by cell
-                frames.append(pd.read_parquet(cached))
+            if cached.exists():  # an interrupted benchmark resumes cell by cell (another name may have written it)
+                frames.append(pd.read_parquet(cached).assign(embedding=emb_name, head=head_name))
                 log.info("cached: %s / %s", emb_name, head_name)
                 continue
             cell_frames = []
@@ -252,6 +278,142 @@ def worst_cases(table: pd.DataFrame, dod: DefinitionOfDone) -> pd.DataFrame:
     return worst.sort_values(["worst_margin", "worst_auc"], ascending=False).reset_index(drop=True)
 
 
+def backbone_key(block: dict) -> str:
+    """``name:levels`` of a backbone override, as ``scripts/bench_features.py`` names its rows."""
+    return f"{block['name']}:{','.join(str(i) for i in block['out_indices'])}"
+
+
+def review_missed(path: Path, review: DictConfig) -> float:
+    """Worst-case missed tumours of the review defaults (``review.*``) in a review benchmark's
+    JSON; NaN when the file is absent or did not run that candidate."""
+    if not path.exists():
+        return float("nan")
+    want = {
+        "strategy": review.strategy,
+        "final_strategy": review.final_strategy or "",
+        "batch_size": int(review.batch_size),
+        "audit_share": float(review.audit_share),
+        "delivery_sensitivity": float(review.delivery_sensitivity),
+    }
+    rows = [r for r in json.loads(path.read_text())["worst_cases"] if all(r[k] == v for k, v in want.items())]
+    return float(rows[0]["worst_missed"]) if rows else float("nan")
+
+
+def precision_table(cfg: DictConfig, worst: pd.DataFrame, table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The default ``features.precision`` from this benchmark (``generalization.precision``): the
+    reference embedding and every candidate on the same backbones at another precision, on the
+    chosen head and rule; end-to-end img/s on the brief's images from ``speeds_json``; the review
+    benchmark's missed tumours from ``review_json`` run at each precision (``core/precision.py``)."""
+    g, pc = cfg.generalization, cfg.generalization.precision
+    if pc.embedding not in g.embeddings:
+        raise ValueError(
+            f"generalization.precision.embedding={pc.embedding} is not a candidate in generalization.embeddings "
+            f"({', '.join(g.embeddings)}): name one, or set generalization.precision=null"
+        )
+    ref_blocks = OmegaConf.to_container(
+        ListConfig(embedding_candidate(pc.embedding, g.embeddings[pc.embedding], g.heads)[0]), resolve=True
+    )
+    if len(ref_blocks) != 1:
+        raise ValueError(
+            f"generalization.precision.embedding={pc.embedding}: one backbone, whose speed bench_features measures"
+        )
+    measured = json.loads(Path(pc.speeds_json).read_text())["precision"]
+    speeds, bar_speeds = measured.get(backbone_key(ref_blocks[0]), {}), measured.get(pc.bar_backbone, {})
+    rows = []
+    for name, spec in g.embeddings.items():
+        blocks, features, _ = embedding_candidate(name, spec, g.heads)
+        if OmegaConf.to_container(ListConfig(blocks), resolve=True) != ref_blocks:
+            continue
+        precision = features.get("precision", cfg.features.precision)
+        worst_row = worst[(worst.embedding == name) & (worst["head"] == pc.head) & (worst.rule == pc.rule)]
+        if worst_row.empty:
+            raise ValueError(
+                f"generalization.embeddings.{name} has no {pc.head} / {pc.rule} row: add {pc.head} to its heads"
+            )
+        cell = table[(table.embedding == name) & (table["head"] == pc.head) & (table.rule == pc.rule)]
+        review_path = Path(str(pc.review_json).format(precision=precision))
+        rows.append(
+            {
+                "precision": precision,
+                "embedding": name,
+                **{m: float(worst_row.iloc[0][m]) for m in MEASURES},
+                "images_per_s": speeds.get(precision, {}).get("brief", {}).get("stage_images_per_s", float("nan")),
+                "model_only_images_per_s": speeds.get(precision, {}).get("model_only_images_per_s", float("nan")),
+                "bar_images_per_s": bar_speeds.get(precision, {})
+                .get("brief", {})
+                .get("stage_images_per_s", float("nan")),
+                "review_missed": review_missed(review_path, cfg.review),
+                "review_json": str(review_path),
+                "_cell": cell.set_index("scenario"),
+            }
+        )
+    precisions = [r["precision"] for r in rows]
+    if len(set(precisions)) != len(precisions):
+        raise ValueError(
+            f"generalization.precision: two candidates on {pc.embedding}'s backbones at one precision ({precisions}); "
+            "run the benchmark with features.precision=fp32 (the reference) and give the others features: {precision: ...}"
+        )
+    ref_cell = next((r["_cell"] for r in rows if r["precision"] == "fp32"), None)
+    for r in rows:  # the largest drop in any one scenario, for the record (the rule reads the worst cases)
+        cell = r.pop("_cell")
+        if ref_cell is not None:
+            drops = (
+                ref_cell[["roc_auc", "sensitivity", "specificity"]] - cell[["roc_auc", "sensitivity", "specificity"]]
+            )
+            r["largest_scenario_drop"] = float(drops.max().max())
+    chosen_table, chosen = choose_precision(pd.DataFrame(rows), float(pc.tolerance))
+    bar = float(pc.bar_images_per_s)
+    chosen_table["bar_met"] = (chosen_table.precision == "fp32") | (chosen_table.bar_images_per_s >= bar)
+    return chosen_table, chosen
+
+
+def precision_markdown(rows: pd.DataFrame, chosen: str, pc: DictConfig) -> str:
+    def fmt(x) -> str:
+        if isinstance(x, float) and x.is_integer():  # counts (missed tumours)
+            return str(int(x))
+        return f"{x:.1f}" if isinstance(x, float) and abs(x) >= 10 else f"{x:.3f}" if isinstance(x, float) else str(x)
+
+    cols = [
+        "precision",
+        "embedding",
+        "worst_auc",
+        "worst_sensitivity",
+        "worst_specificity",
+        "worst_auc_drop",
+        "worst_sensitivity_drop",
+        "worst_specificity_drop",
+        "largest_scenario_drop",
+        "review_missed",
+        "images_per_s",
+        "model_only_images_per_s",
+        "bar_images_per_s",
+        "within_tolerance",
+        "review_ok",
+        "eligible",
+        "bar_met",
+        "chosen",
+    ]
+    cols = [c for c in cols if c in rows]
+    return (
+        "\n".join(
+            [
+                f"\n## Precision (`features.precision`), head `{pc.head}`, rule `{pc.rule}`\n",
+                f"Rule: the fastest precision end to end on the brief's images (`{Path(pc.speeds_json).name}`) whose "
+                f"worst-case ROC-AUC, sensitivity and specificity over every scenario are at most {pc.tolerance} below "
+                "fp32's on the same embedding, and whose review benchmark (`experiment=review_benchmark` at that "
+                "precision, the review defaults' row) misses no more tumours than fp32's; a lower precision becomes "
+                f"the default only at >= {pc.bar_images_per_s:g} img/s end to end for the features stage's backbone "
+                f"`{pc.bar_backbone}` (`bar_images_per_s`, `bar_met`). `images_per_s` and `model_only_images_per_s`: "
+                f"this embedding, from the same bench run. Chosen by the rule: **{chosen}**.\n",
+                "| " + " | ".join(cols) + " |",
+                "|" + "---|" * len(cols),
+                *("| " + " | ".join(fmt(r[c]) for c in cols) + " |" for _, r in rows.iterrows()),
+            ]
+        )
+        + "\n"
+    )
+
+
 def choose(worst: pd.DataFrame) -> dict:
     best = worst.iloc[0]
     return {k: (v.item() if hasattr(v, "item") else v) for k, v in best.items()}
@@ -319,6 +481,11 @@ def to_markdown(table: pd.DataFrame, worst: pd.DataFrame, chosen: dict) -> str:
 def run(cfg: DictConfig) -> dict[str, float]:
     g, out_dir = cfg.generalization, output_dir(cfg)
     start = time.perf_counter()
+    if g.get("precision") and not Path(g.precision.speeds_json).exists():  # before the hour of compute
+        raise FileNotFoundError(
+            f"generalization.precision.speeds_json: {g.precision.speeds_json} is missing; run "
+            "`python scripts/bench_features.py --precision-only` (or set generalization.precision=null)"
+        )
     with open_run(cfg, run_name="generalization") as parent:
         log_config(parent, cfg)
         catalogues, scenarios, truths = {}, {}, {}
@@ -346,8 +513,21 @@ def run(cfg: DictConfig) -> dict[str, float]:
         table = score_cells(predictions, scenarios, cfg)
         worst = worst_cases(table, definition_of_done(cfg))
         chosen = choose(worst)
+        markdown = to_markdown(table, worst, chosen)
+        precision = None
+        if g.get("precision"):
+            rows, choice = precision_table(cfg, worst, table)
+            bar_met = bool(rows[rows.precision == choice].bar_met.iloc[0])
+            precision = {
+                "chosen_by_rule": choice,
+                "default": choice if bar_met else "fp32",
+                "tolerance": float(g.precision.tolerance),
+                "bar_images_per_s": float(g.precision.bar_images_per_s),
+                "table": rows.replace({np.nan: None}).to_dict(orient="records"),
+            }
+            markdown += precision_markdown(rows, choice, g.precision)
         table.to_csv(out_dir / "generalization.csv", index=False)
-        (out_dir / "generalization.md").write_text(to_markdown(table, worst, chosen))
+        (out_dir / "generalization.md").write_text(markdown)
         for name in ("generalization.csv", "generalization.md"):
             parent.log_artifact(out_dir / name)
 
@@ -377,11 +557,15 @@ def run(cfg: DictConfig) -> dict[str, float]:
             "chosen": chosen,
             "worst_cases": worst.to_dict(orient="records"),
             "table": table.to_dict(orient="records"),
+            "precision": precision,
             "mlflow_run_id": parent.run_id,
         }
-        if g.get("results_json"):
+        if precision is not None:
+            parent.set_tags({"chosen/precision": precision["default"]})
+        if g.get("results_json"):  # and the markdown beside it, as the review benchmark does
             Path(g.results_json).parent.mkdir(parents=True, exist_ok=True)
             Path(g.results_json).write_text(json.dumps(result, indent=1, default=str))
+            Path(g.results_json).with_suffix(".md").write_text(markdown)
         log.info(
             "generalization: chosen %s; worst case AUC %.3f, sensitivity %.3f, specificity %.3f (%.0f s)",
             {k: chosen[k] for k in ("embedding", "head", "rule")},

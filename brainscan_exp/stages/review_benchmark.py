@@ -31,7 +31,6 @@ from brainscan_exp.core.calibrate import reads_for_budget
 from brainscan_exp.core.embed import embed, stack
 from brainscan_exp.core.review_loop import Pipeline, fit_round, one_shot, simulate
 from brainscan_exp.data.loader import load_dataset
-from brainscan_exp.features.vectors import VectorTable
 from brainscan_exp.stages.common import log_config, open_run, output_dir, with_near_copies
 from brainscan_exp.stages.generalization import choose, cross_dataset_scenarios, dataset_scenarios
 from brainscan_exp.stages.predict import estimator_of, operating_point
@@ -142,14 +141,18 @@ def run(cfg: DictConfig) -> dict[str, float]:
     with open_run(cfg, run_name="review_benchmark") as parent:
         log_config(parent, cfg)
         mri, extractor, backbone = instantiate(cfg.preprocess), instantiate(cfg.features), instantiate(cfg.backbone)
-        catalogues, truths, scenarios, tables, near_groups, store_keys = {}, {}, {}, [], {}, []
+        catalogues, truths, scenarios, near_groups = {}, {}, {}, {}
+        loaded = {
+            ds: load_dataset(spec.root, cache_dir=cfg.paths.cache_dir, name=ds) for ds, spec in b.datasets.items()
+        }
+        # every dataset's images in one call: at features.precision=int8 one model, quantised on a
+        # sample of all of them, embeds every scenario's labelled set and pool
+        paths_by_hash = {h: p for cat in loaded.values() for h, p in zip(cat.files.pixel_hash, cat.files.path)}
+        vectors, store_keys = embed(paths_by_hash, [backbone], mri, extractor)
         for ds, spec in b.datasets.items():
-            cat = load_dataset(spec.root, cache_dir=cfg.paths.cache_dir, name=ds)
-            more, keys = embed(dict(zip(cat.files.pixel_hash, cat.files.path)), [backbone], mri, extractor)
-            tables.append(more)
-            store_keys += keys
+            cat = loaded[ds]
             if cfg.dedup.enabled:
-                cat = with_near_copies(cfg, cat, more, keys[0])
+                cat = with_near_copies(cfg, cat, vectors, store_keys[0])
                 near_groups |= cat.near_groups
             catalogues[ds] = cat
             if spec.get("truth"):
@@ -160,7 +163,6 @@ def run(cfg: DictConfig) -> dict[str, float]:
         scenarios = answerable(scenarios)
         if b.get("scenarios"):
             scenarios = {k: v for k, v in scenarios.items() if k in set(b.scenarios)}
-        vectors = VectorTable.concat(tables)
         regime = estimator_of(cfg)
         pipe = Pipeline(
             regime.estimator,
