@@ -16,7 +16,7 @@ import numpy as np
 
 from brainscan_exp.features.vectors import RowView, release_pages
 
-__all__ = ["iter_chunks", "model_scores", "score_chunks"]
+__all__ = ["iter_chunks", "model_scores"]
 
 
 def _positive_proba(model, X: np.ndarray) -> np.ndarray:
@@ -52,7 +52,7 @@ def model_scores(
     ``score(model, X)`` defaults to ``predict_proba(X)[:, 1]`` (``decision_function`` without it).
     Memory: ``chunk_size`` rows of ``matrix`` at a time, plus 4 bytes per row and model."""
     if not models:
-        raise ValueError("score_chunks needs at least one fitted model")
+        raise ValueError("scoring a pool needs at least one fitted model")
     n = len(matrix) if rows is None else len(rows)
     mean = np.empty(n, dtype=np.float64)
     each = np.empty((len(models), n), dtype=np.float32)
@@ -63,16 +63,3 @@ def model_scores(
         mean[start:stop] = scores.mean(axis=0)
         each[:, start:stop] = scores
     return mean, each
-
-
-def score_chunks(
-    matrix,
-    models: Sequence,
-    rows: np.ndarray | None = None,
-    chunk_size: int = 32_768,
-    transform: Callable[[np.ndarray], np.ndarray] | None = None,
-    score: Callable[[object, np.ndarray], np.ndarray] = _positive_proba,
-) -> np.ndarray:
-    """Mean score of ``models`` for each row (``rows`` of ``matrix``, default all), in order:
-    float32 ``(len(rows),)`` (:func:`model_scores`' mean)."""
-    return model_scores(matrix, models, rows, chunk_size, transform, score)[0].astype(np.float32)
