@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from sklearn.neighbors import NearestNeighbors
 
-from brainscan_exp.features.vectors import release_pages
+from brainscan_exp.features.vectors import RowView, release_pages
 
 __all__ = [
     "ann_index",
@@ -306,10 +306,7 @@ def ann_search(idx, embeddings: np.ndarray, n_neighbors: int, start: int = 0, st
     dist = np.full(nbrs.shape, np.inf, dtype=np.float32)
     for col in range(nbrs.shape[1]):  # one neighbour per query at a time: bounded temporaries
         found = nbrs[:, col] >= 0
-        rows = nbrs[found, col]
-        order = np.argsort(rows, kind="stable")  # sequential reads on a memmap
-        block = np.empty((len(rows), embeddings.shape[1]), np.float32)
-        block[order] = _read(embeddings, rows[order])
+        block = RowView(embeddings, nbrs[found, col])[:]
         dist[found, col] = 1.0 - np.einsum("ij,ij->i", queries[found], _unit(block))
     return np.arange(start, stop, dtype=np.int64), nbrs, dist
 
@@ -386,10 +383,11 @@ def cap_per_image(cands: pd.DataFrame, k: int | None, max_hamming: float, max_co
 def _cosine_of(embeddings: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     """Exact cosine distance of rows ``i`` and ``j`` (reads only those rows, in blocks)."""
     out = np.empty(len(i), dtype=np.float64)
+    rows_i, rows_j = RowView(embeddings, i), RowView(embeddings, j)  # sorted reads, pages released
     step = 32_768  # pairs per block: two (step, d) float64 blocks, ~270 MB at d = 520
     for s in range(0, len(i), step):
-        a = _read(embeddings, i[s : s + step]).astype(np.float64)
-        b = _read(embeddings, j[s : s + step]).astype(np.float64)
+        a = rows_i[s : s + step].astype(np.float64)
+        b = rows_j[s : s + step].astype(np.float64)
         na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
         na[na == 0], nb[nb == 0] = 1.0, 1.0
         out[s : s + step] = 1.0 - np.einsum("ij,ij->i", a, b) / (na * nb)

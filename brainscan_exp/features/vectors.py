@@ -102,11 +102,7 @@ class VectorTable(Mapping):
         rows = self.rows(hashes)
         if len(rows) == 0:
             return np.zeros((0, self.dim), np.float32)
-        # sorted reads are sequential on a memmap; the result is put back in the caller's order
-        order = np.argsort(rows, kind="stable")
-        out = np.empty((len(rows), self.dim), np.float32)
-        out[order] = self.matrix[rows[order]]
-        return out
+        return np.asarray(RowView(self.matrix, rows)[:], dtype=np.float32)
 
     @classmethod
     def concat(cls, tables: Sequence[VectorTable]) -> VectorTable:
